@@ -1,0 +1,184 @@
+"""Feature extraction: image → L2-normalised CNN embedding, batched, with ONNX Runtime."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .errors import InvalidImage
+from .images import DEFAULT_LIMITS, Limits, decode
+from .modelspec import ModelSpec, default_model_dir
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An input that could not be embedded, and why."""
+
+    index: int
+    reason: str
+    code: str = "not_an_image"
+
+
+class Preprocessor:
+    """Resize (crop, squash or keep aspect), normalise and lay out pixels as the model expects."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self.mean = np.asarray(spec.mean, dtype=np.float32) / spec.pixel_scale
+        self.std = np.asarray(spec.std, dtype=np.float32) / spec.pixel_scale
+        size = spec.input_size
+        self.min_side = round(size / spec.crop_ratio) if spec.resize == "crop" else size
+
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        size = self.spec.input_size
+        width, height = image.size
+        if self.spec.resize == "squash":
+            image = image.resize((size, size), Image.Resampling.BILINEAR)
+        else:
+            short = self.min_side
+            scale = short / min(width, height)
+            new_w, new_h = max(short, round(width * scale)), max(short, round(height * scale))
+            if self.spec.resize == "keep":
+                # Long side rounded to a multiple of 32 and capped at 2x, so batches share few shapes.
+                new_w, new_h = (_round32(v, short) for v in (new_w, new_h))
+            image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
+            if self.spec.resize == "crop":
+                left, top = (new_w - size) // 2, (new_h - size) // 2
+                image = image.crop((left, top, left + size, top + size))
+        pixels = np.asarray(image, dtype=np.float32)
+        pixels = (pixels - self.mean) / self.std
+        return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+
+def _round32(value: int, short: int) -> int:
+    return min(max(short, 32 * round(value / 32)), 2 * short)
+
+
+class Embedder:
+    """Runs an ONNX image model once loaded; thread count and batch size are configurable.
+
+    >>> embedder = Embedder.load()                       # doctest: +SKIP
+    >>> vectors, failures = embedder.embed_bytes([open("cat.jpg", "rb").read()])  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        model_dir: Path,
+        *,
+        threads: int | None = None,
+        batch_size: int = 32,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.spec = spec
+        self.batch_size = batch_size
+        self.limits = limits
+        self.preprocess = Preprocessor(spec)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or int(os.environ.get("IMGSEARCH_THREADS", "0")) or 0
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(
+            str(Path(model_dir) / spec.onnx_file), options, providers=["CPUExecutionProvider"]
+        )
+
+    @classmethod
+    def load(cls, model_dir: Path | None = None, **kwargs: object) -> Embedder:
+        model_dir = Path(model_dir) if model_dir else default_model_dir()
+        return cls(ModelSpec.load(model_dir), model_dir, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def dim(self) -> int:
+        return self.spec.output_dim
+
+    def pixels(self, data: bytes) -> np.ndarray:
+        """Decode and preprocess one image (raises InvalidImage)."""
+        return self.preprocess(decode(data, min_side=self.preprocess.min_side, limits=self.limits))
+
+    def run(self, batch: Sequence[np.ndarray]) -> np.ndarray:
+        """Forward pass over preprocessed images (grouped by shape), L2-normalised float32 rows."""
+        out = np.empty((len(batch), self.dim), dtype=np.float32)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, pixels in enumerate(batch):
+            groups.setdefault(pixels.shape, []).append(i)
+        for rows in groups.values():
+            stacked = np.stack([batch[i] for i in rows])
+            (features,) = self.session.run([self.spec.output_name], {self.spec.input_name: stacked})
+            out[rows] = features
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
+
+    def embed_bytes(self, items: Sequence[bytes]) -> tuple[np.ndarray, list[Failure]]:
+        """Embed many encoded images; returns vectors for the good ones (in order) and the failures."""
+        vectors, failures, _ = self.embed_stream(lambda i: items[i], len(items))
+        return vectors, failures
+
+    def embed_stream(
+        self,
+        read: Callable[[int], bytes],
+        count: int,
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[np.ndarray, list[Failure], list[int]]:
+        """Embed `count` inputs fetched by `read(i)`, decoding the next batch while this one runs.
+
+        Returns (vectors, failures, indices of the inputs that produced the vectors).
+        """
+        chunks: list[np.ndarray] = []
+        done: list[int] = []
+        failures: list[Failure] = []
+        starts = range(0, count, self.batch_size)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending: Future[list[tuple[int, np.ndarray | Failure]]] | None = None
+            for start in starts:
+                batch_ids = range(start, min(start + self.batch_size, count))
+                nxt = pool.submit(self._prepare, read, batch_ids)
+                if pending is not None:
+                    self._consume(pending.result(), chunks, done, failures, progress)
+                pending = nxt
+            if pending is not None:
+                self._consume(pending.result(), chunks, done, failures, progress)
+        vectors = np.concatenate(chunks) if chunks else np.zeros((0, self.dim), dtype=np.float32)
+        return vectors, failures, done
+
+    def _prepare(
+        self, read: Callable[[int], bytes], ids: Iterable[int]
+    ) -> list[tuple[int, np.ndarray | Failure]]:
+        prepared: list[tuple[int, np.ndarray | Failure]] = []
+        for i in ids:
+            try:
+                prepared.append((i, self.pixels(read(i))))
+            except InvalidImage as error:
+                prepared.append((i, Failure(i, error.reason, error.code)))
+            except OSError as error:
+                prepared.append((i, Failure(i, f"cannot read: {error}", "unreadable")))
+        return prepared
+
+    def _consume(
+        self,
+        prepared: list[tuple[int, np.ndarray | Failure]],
+        chunks: list[np.ndarray],
+        done: list[int],
+        failures: list[Failure],
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        good = [(i, p) for i, p in prepared if isinstance(p, np.ndarray)]
+        failures.extend(p for _, p in prepared if isinstance(p, Failure))
+        if good:
+            chunks.append(self.run([p for _, p in good]))
+            done.extend(i for i, _ in good)
+        if progress:
+            progress(len(prepared))
+
+
+def iter_batches(items: Sequence[bytes], size: int) -> Iterator[Sequence[bytes]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,171 @@
+"""Feature encoding: embeddings → PCA float vectors for cosine and packed binary codes for Hamming.
+
+Two kinds of encoder, both versioned and stored with the index:
+- `lsh`: a fixed random projection; needs no data, used until the index is large enough to fit.
+- `itq`: PCA (optionally whitened) for the floats, PCA + a learned ITQ rotation for the codes,
+  fitted on the indexed embeddings themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import BadParameter
+
+KINDS = ("lsh", "itq")
+DEFAULT_BITS = 256
+DEFAULT_DIMS = 256
+DEFAULT_WHITEN = 0.5
+MIN_FIT = 1000
+
+
+@dataclass(frozen=True, eq=False)
+class Encoder:
+    """A frozen, serialisable encoder; `version` names it everywhere (manifest, segments)."""
+
+    version: str
+    kind: str
+    bits: int
+    dim_in: int
+    mean: np.ndarray  # (dim_in,) subtracted before both projections
+    projection: np.ndarray | None  # (dim_in, dims) for floats; None keeps the embedding itself
+    hashing: np.ndarray  # (dim_in, bits): sign of (x - mean) @ hashing gives the code bits
+
+    @property
+    def dims(self) -> int:
+        return self.dim_in if self.projection is None else int(self.projection.shape[1])
+
+    @property
+    def code_bytes(self) -> int:
+        return self.bits // 8
+
+    def floats(self, embeddings: np.ndarray) -> np.ndarray:
+        """L2-normalised float32 vectors for cosine similarity."""
+        x = np.asarray(embeddings, dtype=np.float32)
+        if self.projection is not None:
+            x = (x - self.mean) @ self.projection
+        return _normalise(x)
+
+    def codes(self, embeddings: np.ndarray) -> np.ndarray:
+        """Packed binary codes (uint8, bits/8 bytes per row) for USearch `b1` / Hamming."""
+        x = np.asarray(embeddings, dtype=np.float32) - self.mean
+        return np.packbits((x @ self.hashing) > 0, axis=1)
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        arrays: dict[str, Any] = {"mean": self.mean, "hashing": self.hashing}
+        if self.projection is not None:
+            arrays["projection"] = self.projection
+        meta = np.frombuffer(f"{self.version}|{self.kind}|{self.bits}|{self.dim_in}".encode(), dtype=np.uint8)
+        np.savez(buffer, meta=meta, **arrays)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Encoder:
+        with np.load(io.BytesIO(data)) as npz:
+            version, kind, bits, dim_in = bytes(npz["meta"]).decode().split("|")
+            projection = npz["projection"] if "projection" in npz.files else None
+            return cls(
+                version=version,
+                kind=kind,
+                bits=int(bits),
+                dim_in=int(dim_in),
+                mean=npz["mean"],
+                projection=projection,
+                hashing=npz["hashing"],
+            )
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def _check_bits(bits: int) -> None:
+    if bits < 8 or bits % 8 or bits > 4096:
+        raise BadParameter(f"code length must be a multiple of 8 between 8 and 4096 bits, not {bits}")
+
+
+def _version(kind: str, bits: int, dims: int, *arrays: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return f"{kind}-{bits}b-{dims}d-{digest.hexdigest()[:8]}"
+
+
+def lsh(*, dim_in: int, bits: int = DEFAULT_BITS, seed: int = 0) -> Encoder:
+    """Random-hyperplane hashing; floats are the embeddings themselves."""
+    _check_bits(bits)
+    hashing = np.random.default_rng(seed).standard_normal((dim_in, bits)).astype(np.float32)
+    mean = np.zeros(dim_in, dtype=np.float32)
+    return Encoder(
+        version=_version("lsh", bits, dim_in, hashing),
+        kind="lsh",
+        bits=bits,
+        dim_in=dim_in,
+        mean=mean,
+        projection=None,
+        hashing=hashing,
+    )
+
+
+def fit_itq(
+    embeddings: np.ndarray,
+    *,
+    bits: int = DEFAULT_BITS,
+    dims: int = DEFAULT_DIMS,
+    whiten: float = DEFAULT_WHITEN,
+    iterations: int = 50,
+    seed: int = 0,
+    max_samples: int = 100_000,
+) -> Encoder:
+    """Fit PCA(-whitening) floats and ITQ codes on embeddings (n × dim_in, n ≥ max(bits, dims)).
+
+    `whiten` is the power of the eigenvalues divided out: 0 plain PCA, 1 full whitening.
+    """
+    _check_bits(bits)
+    x = np.asarray(embeddings, dtype=np.float32)
+    n, dim_in = x.shape
+    if bits > dim_in or dims > dim_in:
+        raise BadParameter(f"bits ({bits}) and dims ({dims}) cannot exceed the embedding size {dim_in}")
+    if n < max(bits, dims, 2):
+        raise BadParameter(
+            f"fitting {bits}-bit codes and {dims} float dimensions needs at least {max(bits, dims)} "
+            f"images, the index has {n}: index more images first, or keep the LSH encoder"
+        )
+    rng = np.random.default_rng(seed)
+    if n > max_samples:
+        x = x[rng.choice(n, max_samples, replace=False)]
+    mean = x.mean(axis=0)
+    centred = (x - mean).astype(np.float64)
+    covariance = centred.T @ centred / max(len(x) - 1, 1)
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    order = np.argsort(eigenvalues)[::-1]
+    eigenvalues, eigenvectors = np.maximum(eigenvalues[order], 0.0), eigenvectors[:, order]
+
+    scale = (eigenvalues[:dims] + 1e-6 * eigenvalues[0]) ** (-whiten / 2) if whiten else np.ones(dims)
+    projection = (eigenvectors[:, :dims] * scale).astype(np.float32)
+
+    pca = eigenvectors[:, :bits]
+    v = centred @ pca
+    rotation = np.linalg.qr(rng.standard_normal((bits, bits)))[0]
+    for _ in range(iterations):
+        b = np.where(v @ rotation >= 0, 1.0, -1.0)
+        ub, _, uat = np.linalg.svd(b.T @ v)
+        rotation = uat.T @ ub.T
+    hashing = (pca @ rotation).astype(np.float32)
+    mean = mean.astype(np.float32)
+    return Encoder(
+        version=_version("itq", bits, dims, mean, projection, hashing),
+        kind="itq",
+        bits=bits,
+        dim_in=dim_in,
+        mean=mean,
+        projection=projection,
+        hashing=hashing,
+    )

@@ -1,0 +1,270 @@
+"""An index on a store: append segments, delete, compact, fit the encoder. No lock on the hot path."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import manifest as manifests
+from .encode import DEFAULT_BITS, DEFAULT_DIMS, DEFAULT_WHITEN, MIN_FIT, Encoder, fit_itq, lsh
+from .errors import BadParameter, IndexNotFound, ModelMismatch, ObjectNotFound
+from .manifest import Manifest, SegmentInfo
+from .modelspec import ModelSpec
+from .resolve import live_masks, surviving_tombstones
+from .segment import HNSW_MIN, ObjectRef, Segment, query_object, raw_object
+from .store import Store, open_store
+
+
+def model_info(spec: ModelSpec) -> dict[str, object]:
+    return {"name": spec.name, "sha256": spec.sha256, "dim": spec.output_dim}
+
+
+def encoder_object(version: str) -> str:
+    return f"encoders/{version}.npz"
+
+
+@dataclass(frozen=True)
+class CompactResult:
+    before: int  # segments folded
+    entries: int  # live entries in the new base
+    dropped: int  # superseded or deleted entries removed
+    tombstones: int
+    base: str | None
+    encoder: str
+    seconds: float
+
+
+class ImageIndex:
+    """One index (a directory or an S3 prefix). Safe to use from many processes at once.
+
+    >>> index = ImageIndex.open("./my-index")             # doctest: +SKIP
+    >>> index.append(refs, embeddings)                     # doctest: +SKIP
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._encoders: dict[str, Encoder] = {}
+        self._lock = threading.Lock()
+        self.cas_retries = 0
+
+    @classmethod
+    def open(cls, location: str, *, endpoint_url: str | None = None) -> ImageIndex:
+        return cls(open_store(location, endpoint_url=endpoint_url))
+
+    # --- manifest and encoders ------------------------------------------------------------------
+
+    def manifest(self) -> Manifest:
+        current = manifests.load(self.store)
+        if current is None:
+            raise IndexNotFound(
+                f"no index at {self.store.uri}: build one with `imgsearch index --index {self.store.uri} FOLDER`"
+            )
+        return current[0]
+
+    def ensure(self, spec: ModelSpec, *, bits: int = DEFAULT_BITS) -> Manifest:
+        """The manifest, created (with an LSH encoder) if there is none; checks the model matches."""
+        current = manifests.load(self.store)
+        if current is None:
+            encoder = lsh(dim_in=spec.output_dim, bits=bits)
+            self._save_encoder(encoder)
+
+            def create(previous: Manifest | None) -> Manifest:
+                return previous or Manifest(model=model_info(spec), encoder=encoder.version)
+
+            manifest = self._commit(create).manifest
+        else:
+            manifest = current[0]
+        check_model(manifest, spec)
+        return manifest
+
+    def encoder(self, version: str) -> Encoder:
+        with self._lock:
+            if version not in self._encoders:
+                try:
+                    self._encoders[version] = Encoder.from_bytes(self.store.read(encoder_object(version)))
+                except ObjectNotFound:
+                    raise IndexNotFound(f"encoder {version} is missing from {self.store.uri}") from None
+            return self._encoders[version]
+
+    def _save_encoder(self, encoder: Encoder) -> None:
+        self.store.write(encoder_object(encoder.version), encoder.to_bytes())
+        self._encoders[encoder.version] = encoder
+
+    def _commit(self, mutate: Callable[[Manifest | None], Manifest]) -> manifests.Commit:
+        commit = manifests.update(self.store, mutate)
+        self.cas_retries += commit.retries
+        return commit
+
+    # --- writes -----------------------------------------------------------------------------------
+
+    def append(
+        self,
+        refs: list[ObjectRef],
+        raw: np.ndarray,
+        *,
+        tombstones: list[ObjectRef] | None = None,
+        encoder_version: str | None = None,
+    ) -> SegmentInfo:
+        """Write one immutable segment for a batch and CAS-append it to the manifest."""
+        tombstones = list(tombstones or [])
+        if not refs and not tombstones:
+            raise BadParameter("nothing to append: no entries and no tombstones")
+        encoder = self.encoder(encoder_version or self.manifest().encoder)
+        raw = np.asarray(raw, dtype=np.float32).reshape(len(refs), encoder.dim_in)
+        segment = Segment.build(refs=refs, raw=raw, encoder=encoder, tombstones=tombstones, hnsw_min=1 << 62)
+        info = self._write_segment(segment, kind="delta")
+
+        def add(previous: Manifest | None) -> Manifest:
+            if previous is None:
+                raise IndexNotFound(f"the manifest at {self.store.uri} disappeared")
+            return previous.with_segments((*previous.segments, info))
+
+        self._commit(add)
+        return info
+
+    def delete(self, refs: list[ObjectRef]) -> SegmentInfo:
+        """Hide objects at once (a tombstone segment); compaction removes their entries."""
+        return self.append([], np.zeros((0, self.encoder(self.manifest().encoder).dim_in)), tombstones=refs)
+
+    def _write_segment(self, segment: Segment, *, kind: str) -> SegmentInfo:
+        body = segment.to_bytes()
+        if len(segment):
+            self.store.write(raw_object(segment.name), segment.raw_bytes())
+        self.store.write(query_object(segment.name), body)
+        return SegmentInfo(
+            name=segment.name,
+            encoder=segment.encoder,
+            count=len(segment),
+            tombstones=len(segment.tombstones),
+            kind=kind,
+            bytes=len(body),
+            created=time.time(),
+        )
+
+    # --- reads of whole segments (compaction, fitting) --------------------------------------------
+
+    def load_segment(self, info: SegmentInfo, *, with_raw: bool = False) -> Segment:
+        segment = Segment.from_bytes(self.store.read(query_object(info.name)))
+        if with_raw:
+            segment.raw = (
+                Segment.raw_from_bytes(self.store.read(raw_object(info.name)))
+                if info.count
+                else np.zeros((0, self.encoder(info.encoder).dim_in), np.float16)
+            )
+        return segment
+
+    def live_raw(self, manifest: Manifest | None = None) -> tuple[list[ObjectRef], np.ndarray, list[Segment]]:
+        """All live entries with their raw embeddings, and the segments they came from."""
+        manifest = manifest or self.manifest()
+        segments = [self.load_segment(info, with_raw=True) for info in manifest.segments]
+        masks = live_masks(segments)
+        refs = [
+            r for s, m in zip(segments, masks, strict=True) for r, keep in zip(s.refs, m, strict=True) if keep
+        ]
+        dim = int(manifest.model.get("dim", 0)) or (segments[0].raw.shape[1] if segments else 0)  # type: ignore[union-attr, call-overload]
+        parts = [s.raw[m] for s, m in zip(segments, masks, strict=True) if m.any()]  # type: ignore[index]
+        raw = np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, dim), np.float32)
+        return refs, raw, segments
+
+    # --- maintenance ------------------------------------------------------------------------------
+
+    def compact(
+        self,
+        *,
+        encoder: Encoder | None = None,
+        hnsw_min: int = HNSW_MIN,
+        threads: int = 0,
+        float_dtype: str = "f16",
+        min_segments: int = 2,
+    ) -> CompactResult:
+        """Fold every listed segment and tombstone into one base segment and CAS-swap the manifest.
+
+        Segments appended while this runs are kept. If it is cut short, the manifest is unchanged.
+        """
+        started = time.time()
+        manifest = self.manifest()
+        target = encoder or self.encoder(manifest.encoder)
+        folded = manifest.segments
+        needs_reencode = any(s.encoder != target.version for s in folded)
+        if len(folded) < min_segments and not needs_reencode and encoder is None:
+            return CompactResult(len(folded), manifest.count, 0, 0, None, target.version, 0.0)
+        refs, raw, segments = self.live_raw(manifest)
+        masks = live_masks(segments)
+        tombstones = surviving_tombstones(segments, masks)
+        if encoder is not None:
+            self._save_encoder(encoder)
+        base = Segment.build(
+            refs=refs,
+            raw=raw,
+            encoder=target,
+            tombstones=tombstones,
+            hnsw_min=hnsw_min,
+            float_dtype=float_dtype,
+            threads=threads,
+        )
+        info = self._write_segment(base, kind="base") if (refs or tombstones) else None
+        folded_names = {s.name for s in folded}
+
+        def swap(previous: Manifest | None) -> Manifest:
+            if previous is None:
+                raise IndexNotFound(f"the manifest at {self.store.uri} disappeared")
+            names = {s.name for s in previous.segments}
+            if not folded_names <= names:
+                raise manifests.ConflictError(
+                    "another compaction replaced these segments first; nothing changed"
+                )
+            kept = tuple(s for s in previous.segments if s.name not in folded_names)
+            return previous.with_segments(((info,) if info else ()) + kept, encoder=target.version)
+
+        self._commit(swap)
+        self.store.retire(
+            [
+                n
+                for s in folded
+                for n in ((query_object(s.name), raw_object(s.name)) if s.count else (query_object(s.name),))
+            ]
+        )
+        total = sum(len(s) for s in segments)
+        return CompactResult(
+            before=len(folded),
+            entries=len(refs),
+            dropped=total - len(refs),
+            tombstones=len(tombstones),
+            base=info.name if info else None,
+            encoder=target.version,
+            seconds=time.time() - started,
+        )
+
+    def fit(
+        self,
+        *,
+        bits: int = DEFAULT_BITS,
+        dims: int = DEFAULT_DIMS,
+        whiten: float = DEFAULT_WHITEN,
+        hnsw_min: int = HNSW_MIN,
+        threads: int = 0,
+        min_count: int = MIN_FIT,
+    ) -> tuple[Encoder, CompactResult]:
+        """Fit PCA + ITQ on the live embeddings, then re-encode everything (no image is re-read)."""
+        _, raw, _ = self.live_raw()
+        if len(raw) < min_count:
+            raise BadParameter(
+                f"the index holds {len(raw)} images; fitting needs at least {min_count} "
+                "(index more, or pass a lower minimum)"
+            )
+        encoder = fit_itq(raw, bits=bits, dims=dims, whiten=whiten)
+        return encoder, self.compact(encoder=encoder, hnsw_min=hnsw_min, threads=threads, min_segments=0)
+
+
+def check_model(manifest: Manifest, spec: ModelSpec) -> None:
+    if manifest.model.get("sha256") != spec.sha256:
+        raise ModelMismatch(
+            f"the index was built with model {manifest.model.get('name')} "
+            f"(sha256 {str(manifest.model.get('sha256'))[:12]}…) but {spec.name} "
+            f"(sha256 {spec.sha256[:12]}…) is loaded: point IMGSEARCH_MODEL_DIR at the index's model, "
+            "or build a new index"
+        )

@@ -1,0 +1,313 @@
+"""Similarity and ranking: search every segment, merge, top-k. Segments are cached by name forever."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import BadParameter, KeyNotIndexed
+from .index import ImageIndex
+from .manifest import Manifest
+from .resolve import live_masks
+from .segment import ObjectRef, Segment, object_id, query_object
+
+METRICS = ("hybrid", "cosine", "hamming")
+EXPANSION_SEARCH = 256  # USearch's default 64 loses recall on these vectors (docs/BENCHMARKS.md)
+OVERSAMPLE = 10  # hybrid: Hamming candidates per wanted result, re-ranked by cosine
+MIN_CANDIDATES = 100
+MAX_K = 1000
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One result: the object, its score (higher is more similar) and where it is stored."""
+
+    key: str
+    score: float
+    bucket: str
+    etag: str
+    size: int
+
+
+@dataclass
+class _Live:
+    segment: Segment
+    alive: np.ndarray  # bool per row
+    dead: int
+
+
+class Searcher:
+    """Answers queries over an index; re-reads the manifest at most every `refresh_seconds`."""
+
+    def __init__(
+        self,
+        index: ImageIndex,
+        *,
+        refresh_seconds: float = 5.0,
+        expansion_search: int = EXPANSION_SEARCH,
+        oversample: int = OVERSAMPLE,
+    ) -> None:
+        self.index = index
+        self.refresh_seconds = refresh_seconds
+        self.expansion_search = expansion_search
+        self.oversample = oversample
+        self._cache: dict[str, Segment] = {}
+        self._live: list[_Live] = []
+        self._by_id: dict[int, tuple[int, int]] = {}
+        self._etag: str | None = None
+        self._checked = 0.0
+        self._lock = threading.Lock()
+        self.manifest: Manifest | None = None
+        self.segments_loaded = 0
+
+    # --- state ------------------------------------------------------------------------------------
+
+    def refresh(self, *, force: bool = False) -> bool:
+        """Conditional GET of the manifest; loads only segments not seen before. True if it changed."""
+        with self._lock:
+            now = time.monotonic()
+            if not force and self.manifest is not None and now - self._checked < self.refresh_seconds:
+                return False
+            self._checked = now
+            fresh = self.index.store.read_manifest(if_none_match=self._etag)
+            if fresh is None:
+                if self.manifest is None:
+                    self.manifest = self.index.manifest()  # raises IndexNotFound
+                return False
+            data, etag = fresh
+            manifest = Manifest.from_bytes(data)
+            segments = []
+            for info in manifest.segments:
+                if info.name not in self._cache:
+                    blob = self.index.store.read(query_object(info.name))
+                    self._cache[info.name] = Segment.from_bytes(blob, expansion_search=self.expansion_search)
+                    self.segments_loaded += 1
+                segments.append(self._cache[info.name])
+            for name in set(self._cache) - {s.name for s in manifest.segments}:
+                del self._cache[name]
+            masks = live_masks(segments)
+            self._live = [_Live(s, m, int((~m).sum())) for s, m in zip(segments, masks, strict=True)]
+            self._by_id = {
+                int(segment.ids[row]): (pos, int(row))
+                for pos, live in enumerate(self._live)
+                for segment in (live.segment,)
+                for row in np.flatnonzero(live.alive)
+            }
+            self.manifest, self._etag = manifest, etag
+            return True
+
+    def live_refs(self) -> dict[str, ObjectRef]:
+        """The live entry of every indexed key (for a single-bucket index such as a local folder)."""
+        return {
+            live.segment.refs[row].key: live.segment.refs[row]
+            for live in self._live
+            for row in np.flatnonzero(live.alive)
+        }
+
+    @property
+    def count(self) -> int:
+        return len(self._by_id)
+
+    def memory_bytes(self) -> int:
+        """Bytes held for the query path (vectors, codes, graphs; key tables not counted)."""
+        total = 0
+        for live in self._live:
+            s = live.segment
+            total += s.floats.nbytes + s.codes.nbytes
+            for graph in (s.float_index, s.code_index):
+                if graph is not None:
+                    total += int(graph.memory_usage)
+        return total
+
+    # --- queries ----------------------------------------------------------------------------------
+
+    def search(
+        self,
+        embeddings: np.ndarray,
+        *,
+        k: int = 10,
+        metric: str = "hybrid",
+        min_score: float | None = None,
+        prefix: str | None = None,
+        offset: int = 0,
+        exact: bool = False,
+    ) -> list[list[Hit]]:
+        """Top-k hits for each raw embedding (rows of the model's output), best first."""
+        queries = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
+        encoded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+        def encode(version: str) -> tuple[np.ndarray, np.ndarray]:
+            if version not in encoded:
+                encoder = self.index.encoder(version)
+                encoded[version] = (encoder.floats(queries), encoder.codes(queries))
+            return encoded[version]
+
+        return self._search(
+            encode,
+            len(queries),
+            k=k,
+            metric=metric,
+            min_score=min_score,
+            prefix=prefix,
+            offset=offset,
+            exact=exact,
+        )
+
+    def search_key(
+        self,
+        key: str,
+        *,
+        bucket: str | None = None,
+        k: int = 10,
+        metric: str = "hybrid",
+        min_score: float | None = None,
+        prefix: str | None = None,
+        offset: int = 0,
+        exact: bool = False,
+    ) -> list[Hit]:
+        """ "More like this": search with the stored vectors of an indexed object."""
+        self.refresh()
+        pos, row = self._locate(key, bucket)
+        segment = self._live[pos].segment
+        if {live.segment.encoder for live in self._live} == {segment.encoder}:
+            stored = (segment.floats[row : row + 1].astype(np.float32), segment.codes[row : row + 1])
+            return self._search(
+                lambda _: stored,
+                1,
+                k=k,
+                metric=metric,
+                min_score=min_score,
+                prefix=prefix,
+                offset=offset,
+                exact=exact,
+            )[0]
+        # Segments with other encoders: re-encode from the raw embedding (read once, then cached).
+        if segment.raw is None:
+            info = next(i for i in self.manifest.segments if i.name == segment.name)  # type: ignore[union-attr]
+            segment.raw = self.index.load_segment(info, with_raw=True).raw
+        raw = segment.raw[row : row + 1].astype(np.float32)  # type: ignore[index]
+        return self.search(
+            raw, k=k, metric=metric, min_score=min_score, prefix=prefix, offset=offset, exact=exact
+        )[0]
+
+    def _search(
+        self,
+        encode: Callable[[str], tuple[np.ndarray, np.ndarray]],
+        n: int,
+        *,
+        k: int,
+        metric: str,
+        min_score: float | None,
+        prefix: str | None,
+        offset: int,
+        exact: bool,
+    ) -> list[list[Hit]]:
+        check_params(k=k, metric=metric, offset=offset)
+        self.refresh()
+        want = k + offset
+        per_query: list[list[tuple[float, int, int]]] = [[] for _ in range(n)]
+        for pos, live in enumerate(self._live):
+            segment = live.segment
+            if not live.alive.any():
+                continue
+            floats, codes = encode(segment.encoder)
+            allowed = live.alive
+            if prefix:
+                allowed = allowed & np.array([r.key.startswith(prefix) for r in segment.refs])
+            rows, scores = self._segment_search(
+                segment, allowed, live.dead, floats, codes, want, metric, exact, prefix
+            )
+            for q in range(n):
+                keep = rows[q] >= 0
+                per_query[q].extend(
+                    zip(
+                        scores[q][keep].tolist(), [pos] * int(keep.sum()), rows[q][keep].tolist(), strict=True
+                    )
+                )
+        results = []
+        for found in per_query:
+            found.sort(key=lambda item: -item[0])
+            hits = []
+            for score, pos, row in found[offset : offset + k]:
+                if min_score is not None and score < min_score:
+                    break
+                ref = self._live[pos].segment.refs[row]
+                hits.append(
+                    Hit(
+                        key=ref.key,
+                        score=round(min(max(float(score), -1.0), 1.0), 6),
+                        bucket=ref.bucket,
+                        etag=ref.etag,
+                        size=ref.size,
+                    )
+                )
+            results.append(hits)
+        return results
+
+    def _segment_search(
+        self,
+        segment: Segment,
+        allowed: np.ndarray,
+        dead: int,
+        floats: np.ndarray,
+        codes: np.ndarray,
+        want: int,
+        metric: str,
+        exact: bool,
+        prefix: str | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        bits = segment.codes.shape[1] * 8
+        subset = np.flatnonzero(allowed) if prefix else None
+        if subset is not None:
+            # A filter can be selective: search exactly within the allowed rows.
+            view = Segment(
+                name=segment.name,
+                encoder=segment.encoder,
+                refs=[segment.refs[i] for i in subset],
+                floats=segment.floats[subset],
+                codes=segment.codes[subset],
+            )
+            rows, scores = self._segment_search(
+                view, np.ones(len(subset), bool), 0, floats, codes, want, metric, True, None
+            )
+            return np.where(rows >= 0, subset[np.maximum(rows, 0)], -1), scores
+        if metric == "cosine":
+            rows, scores = segment.search_floats(floats, min(want + dead, len(segment)), exact=exact)
+        else:
+            count = want if metric == "hamming" else max(want * self.oversample, MIN_CANDIDATES)
+            rows, distances = segment.search_codes(codes, min(count + dead, len(segment)), exact=exact)
+            scores = 1.0 - distances / bits
+            if metric == "hybrid":
+                scores = np.full(rows.shape, -np.inf, dtype=np.float32)
+                for q in range(len(rows)):
+                    valid = rows[q] >= 0
+                    scores[q, valid] = segment.cosine(rows[q][valid], floats[q])
+        valid = (rows >= 0) & allowed[np.maximum(rows, 0)]
+        rows = np.where(valid, rows, -1)
+        return rows, np.where(valid, scores, -np.inf)
+
+    def _locate(self, key: str, bucket: str | None) -> tuple[int, int]:
+        if bucket is not None:
+            candidates = [object_id(bucket, key)]
+        else:
+            buckets = sorted({r.bucket for live in self._live for r in live.segment.refs[:1]})
+            candidates = [object_id(b, key) for b in buckets]
+        for candidate in candidates:
+            if candidate in self._by_id:
+                return self._by_id[candidate]
+        raise KeyNotIndexed(
+            f"{key!r} is not in the index: check the key (it is case-sensitive) or index it first"
+        )
+
+
+def check_params(*, k: int, metric: str, offset: int) -> None:
+    if metric not in METRICS:
+        raise BadParameter(f"metric {metric!r} is not one of {', '.join(METRICS)}")
+    if not 1 <= k <= MAX_K:
+        raise BadParameter(f"k must be between 1 and {MAX_K}, not {k}")
+    if offset < 0:
+        raise BadParameter(f"offset must be 0 or more, not {offset}")

@@ -1,0 +1,248 @@
+"""Immutable segments: key table, float vectors, binary codes, tombstones and optional HNSW graphs.
+
+A segment is two objects: `segments/<name>/query.npz` (all the query path reads) and
+`segments/<name>/raw.npy` (the raw embeddings, read only to re-encode or re-fit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from usearch.index import Index
+from usearch.index import search as exact_search
+
+from .encode import Encoder
+
+SEQUENCER_WIDTH = 32
+HNSW_MIN = 50_000  # segments at least this large get HNSW graphs (see docs/BENCHMARKS.md)
+CONNECTIVITY = 16
+EXPANSION_ADD = 64
+FLOAT_DTYPES = ("f16", "i8")
+
+
+def normalise_sequencer(sequencer: str) -> str:
+    """S3 sequencers are hex strings of varying length: left-pad with zeros before comparing."""
+    text = (sequencer or "0").strip().upper()
+    return text.rjust(SEQUENCER_WIDTH, "0")
+
+
+def object_id(bucket: str, key: str) -> int:
+    """The 64-bit id of an object (bucket + key): every version of the object shares it."""
+    digest = hashlib.blake2b(f"{bucket}\x00{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ObjectRef:
+    """One version of one stored object, as an S3 event (or a file scan) describes it."""
+
+    bucket: str
+    key: str
+    etag: str = ""
+    size: int = 0
+    sequencer: str = "0"
+    time: float = field(default_factory=time.time)
+
+    @property
+    def id(self) -> int:
+        return object_id(self.bucket, self.key)
+
+    @property
+    def order(self) -> str:
+        return normalise_sequencer(self.sequencer)
+
+
+@dataclass(eq=False)
+class Segment:
+    """An immutable batch of entries and tombstones, all encoded by one encoder version."""
+
+    name: str
+    encoder: str
+    refs: list[ObjectRef]
+    floats: np.ndarray  # (n, dims) float16, L2-normalised
+    codes: np.ndarray  # (n, bits/8) uint8
+    tombstones: list[ObjectRef] = field(default_factory=list)
+    float_index: Index | None = None
+    code_index: Index | None = None
+    raw: np.ndarray | None = None  # (n, dim_in) float16; not loaded on the query path
+
+    def __post_init__(self) -> None:
+        self.ids = np.array([r.id for r in self.refs], dtype=np.uint64)
+        self.orders = np.array([r.order for r in self.refs], dtype=f"<U{SEQUENCER_WIDTH}")
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    @property
+    def has_hnsw(self) -> bool:
+        return self.float_index is not None
+
+    # --- building -------------------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        refs: list[ObjectRef],
+        raw: np.ndarray,
+        encoder: Encoder,
+        tombstones: list[ObjectRef] | None = None,
+        hnsw_min: int = HNSW_MIN,
+        float_dtype: str = "f16",
+        threads: int = 0,
+        name: str | None = None,
+    ) -> Segment:
+        """Encode raw embeddings and, for a large enough segment, build its HNSW graphs."""
+        if len(refs) != len(raw):
+            raise ValueError(f"{len(refs)} refs for {len(raw)} embeddings")
+        raw = np.asarray(raw, dtype=np.float32).reshape(len(refs), encoder.dim_in)
+        floats = encoder.floats(raw).astype(np.float16)
+        codes = encoder.codes(raw)
+        segment = cls(
+            name=name or new_name(),
+            encoder=encoder.version,
+            refs=list(refs),
+            floats=floats,
+            codes=codes,
+            tombstones=list(tombstones or []),
+            raw=raw.astype(np.float16),
+        )
+        if len(refs) >= hnsw_min:
+            segment.build_hnsw(float_dtype=float_dtype, threads=threads)
+        return segment
+
+    def build_hnsw(self, *, float_dtype: str = "f16", threads: int = 0) -> None:
+        if float_dtype not in FLOAT_DTYPES:
+            raise ValueError(f"float dtype {float_dtype!r} is not one of {FLOAT_DTYPES}")
+        rows = np.arange(len(self), dtype=np.uint64)
+        floats = Index(
+            ndim=self.floats.shape[1],
+            metric="cos",
+            dtype=float_dtype,
+            connectivity=CONNECTIVITY,
+            expansion_add=EXPANSION_ADD,
+        )
+        floats.add(rows, self.floats.astype(np.float32), threads=threads)
+        codes = Index(
+            ndim=self.codes.shape[1] * 8,
+            metric="hamming",
+            dtype="b1",
+            connectivity=CONNECTIVITY,
+            expansion_add=EXPANSION_ADD,
+        )
+        codes.add(rows, self.codes, threads=threads)
+        self.float_index, self.code_index = floats, codes
+
+    # --- searching (rows are positions in this segment) ------------------------------------------
+
+    def search_codes(
+        self, queries: np.ndarray, count: int, *, exact: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, Hamming distances) of the `count` nearest codes for each query (-1 pads)."""
+        if self.code_index is not None and not exact:
+            return _matches(self.code_index.search(queries, count), count)
+        return _matches(exact_search(self.codes, queries, count, "hamming", exact=True), count)
+
+    def search_floats(
+        self, queries: np.ndarray, count: int, *, exact: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, cosine similarities) of the `count` most similar float vectors (-1 pads)."""
+        if self.float_index is not None and not exact:
+            rows, distances = _matches(self.float_index.search(queries.astype(np.float32), count), count)
+            return rows, 1.0 - distances
+        count = min(count, len(self))
+        sims = queries.astype(np.float32) @ self.floats.astype(np.float32).T
+        top = (
+            np.argpartition(-sims, count - 1, axis=1)[:, :count]
+            if count < len(self)
+            else np.tile(np.arange(len(self)), (len(queries), 1))
+        )
+        top_sims = np.take_along_axis(sims, top, axis=1)
+        order = np.argsort(-top_sims, axis=1, kind="stable")
+        return np.take_along_axis(top, order, axis=1), np.take_along_axis(top_sims, order, axis=1)
+
+    def cosine(self, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+        return self.floats[rows].astype(np.float32) @ query.astype(np.float32)
+
+    # --- storage ----------------------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        arrays: dict[str, Any] = {
+            "floats": self.floats,
+            "codes": self.codes,
+            "table": _json_array([asdict(r) for r in self.refs]),
+            "tombstones": _json_array([asdict(r) for r in self.tombstones]),
+            "meta": _json_array({"name": self.name, "encoder": self.encoder}),
+        }
+        if self.float_index is not None and self.code_index is not None:
+            arrays["float_index"] = np.frombuffer(self.float_index.save() or b"", dtype=np.uint8)
+            arrays["code_index"] = np.frombuffer(self.code_index.save() or b"", dtype=np.uint8)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        return buffer.getvalue()
+
+    def raw_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        np.save(buffer, self.raw if self.raw is not None else np.zeros((0, 0), np.float16))
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, expansion_search: int | None = None) -> Segment:
+        with np.load(io.BytesIO(data)) as npz:
+            meta = _from_json_array(npz["meta"])
+            segment = cls(
+                name=meta["name"],
+                encoder=meta["encoder"],
+                refs=[ObjectRef(**r) for r in _from_json_array(npz["table"])],
+                floats=npz["floats"],
+                codes=npz["codes"],
+                tombstones=[ObjectRef(**r) for r in _from_json_array(npz["tombstones"])],
+            )
+            if "float_index" in npz.files:
+                tuning: dict[str, Any] = {"expansion_search": expansion_search} if expansion_search else {}
+                segment.float_index = Index.restore(npz["float_index"].tobytes(), **tuning)
+                segment.code_index = Index.restore(npz["code_index"].tobytes(), **tuning)
+        return segment
+
+    @staticmethod
+    def raw_from_bytes(data: bytes) -> np.ndarray:
+        return np.load(io.BytesIO(data))
+
+
+def new_name() -> str:
+    return f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:12]}"
+
+
+def query_object(name: str) -> str:
+    return f"segments/{name}/query.npz"
+
+
+def raw_object(name: str) -> str:
+    return f"segments/{name}/raw.npy"
+
+
+def _matches(found: object, count: int) -> tuple[np.ndarray, np.ndarray]:
+    keys = np.asarray(found.keys)  # type: ignore[attr-defined]
+    distances = np.asarray(found.distances, dtype=np.float32)  # type: ignore[attr-defined]
+    # One query gives `Matches` (only valid hits), several give `BatchMatches` (padded, with counts).
+    counts = np.asarray(getattr(found, "counts", [keys.size]))
+    keys = keys.reshape(len(counts), -1)[:, :count].astype(np.int64)
+    distances = distances.reshape(len(counts), -1)[:, :count]
+    for row, valid in enumerate(counts):
+        keys[row, valid:] = -1
+    return keys, distances
+
+
+def _json_array(value: object) -> np.ndarray:
+    return np.frombuffer(json.dumps(value, separators=(",", ":")).encode(), dtype=np.uint8)
+
+
+def _from_json_array(array: np.ndarray) -> Any:
+    return json.loads(array.tobytes().decode()) if array.size else []

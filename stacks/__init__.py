@@ -1,0 +1,1 @@
+"""Infrastructure: one Stack composing one Construct per concern (storage, ingest, query, compaction)."""
