@@ -73,7 +73,7 @@ def is_current(model_dir: Path, source: str) -> bool:
     """True when model_dir holds an intact export made by this exact recipe."""
     try:
         spec = ModelSpec.load(model_dir)
-    except (ModelNotFound, ValueError, KeyError, json.JSONDecodeError):
+    except (ModelNotFound, ValueError, KeyError, TypeError, json.JSONDecodeError):
         return False
     return spec.source == source and sha256_file(model_dir / spec.onnx_file) == spec.sha256
 

@@ -243,7 +243,7 @@ def fit_cmd(
     index: IndexOpt,
     bits: Annotated[int, typer.Option("--bits", help="Code length in bits (multiple of 8).")] = 256,
     dims: Annotated[int, typer.Option("--dims", help="Float dimensions after PCA.")] = 256,
-    whiten: Annotated[float, typer.Option("--whiten", help="0 plain PCA … 1 full whitening.")] = 0.5,
+    whiten: Annotated[float, typer.Option("--whiten", help="0 plain PCA … 1 full whitening.")] = 0.0,
     min_count: Annotated[int, typer.Option("--min-count", help="Refuse to fit on fewer images.")] = 1000,
     endpoint_url: EndpointOpt = None,
     threads: ThreadsOpt = 0,

@@ -30,8 +30,8 @@ class Preprocessor:
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
-        self.mean = np.asarray(spec.mean, dtype=np.float32) / spec.pixel_scale
-        self.std = np.asarray(spec.std, dtype=np.float32) / spec.pixel_scale
+        self.mean = np.asarray(spec.mean, dtype=np.float32) * spec.pixel_scale
+        self.std = np.asarray(spec.std, dtype=np.float32) * spec.pixel_scale
         size = spec.input_size
         self.min_side = round(size / spec.crop_ratio) if spec.resize == "crop" else size
 

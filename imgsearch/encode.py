@@ -20,7 +20,7 @@ from .errors import BadParameter
 KINDS = ("lsh", "itq")
 DEFAULT_BITS = 256
 DEFAULT_DIMS = 256
-DEFAULT_WHITEN = 0.5
+DEFAULT_WHITEN = 0.0
 MIN_FIT = 1000
 
 

@@ -80,7 +80,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or image.mode == "RGBA":
-        rgba = image.convert("RGBA")
+        rgba = (image.convert("LA") if image.mode == "La" else image).convert("RGBA")  # no La→RGBA in Pillow
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")

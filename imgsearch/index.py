@@ -157,8 +157,10 @@ class ImageIndex:
             )
         return segment
 
-    def live_raw(self, manifest: Manifest | None = None) -> tuple[list[ObjectRef], np.ndarray, list[Segment]]:
-        """All live entries with their raw embeddings, and the segments they came from."""
+    def live_raw(
+        self, manifest: Manifest | None = None
+    ) -> tuple[list[ObjectRef], np.ndarray, list[Segment], list[np.ndarray]]:
+        """All live entries with their raw embeddings, the segments they came from and their live masks."""
         manifest = manifest or self.manifest()
         segments = [self.load_segment(info, with_raw=True) for info in manifest.segments]
         masks = live_masks(segments)
@@ -168,7 +170,7 @@ class ImageIndex:
         dim = int(manifest.model.get("dim", 0)) or (segments[0].raw.shape[1] if segments else 0)  # type: ignore[union-attr, call-overload]
         parts = [s.raw[m] for s, m in zip(segments, masks, strict=True) if m.any()]  # type: ignore[index]
         raw = np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, dim), np.float32)
-        return refs, raw, segments
+        return refs, raw, segments, masks
 
     # --- maintenance ------------------------------------------------------------------------------
 
@@ -180,20 +182,23 @@ class ImageIndex:
         threads: int = 0,
         float_dtype: str = "f16",
         min_segments: int = 2,
+        refit: Callable[[np.ndarray], Encoder] | None = None,
     ) -> CompactResult:
         """Fold every listed segment and tombstone into one base segment and CAS-swap the manifest.
 
         Segments appended while this runs are kept. If it is cut short, the manifest is unchanged.
+        `refit`, given the live raw embeddings, returns a new encoder for the base (see `fit`).
         """
         started = time.time()
         manifest = self.manifest()
         target = encoder or self.encoder(manifest.encoder)
         folded = manifest.segments
         needs_reencode = any(s.encoder != target.version for s in folded)
-        if len(folded) < min_segments and not needs_reencode and encoder is None:
+        if len(folded) < min_segments and not needs_reencode and encoder is None and refit is None:
             return CompactResult(len(folded), manifest.count, 0, 0, None, target.version, 0.0)
-        refs, raw, segments = self.live_raw(manifest)
-        masks = live_masks(segments)
+        refs, raw, segments, masks = self.live_raw(manifest)
+        if refit is not None:
+            encoder = target = refit(raw)
         tombstones = surviving_tombstones(segments, masks)
         if encoder is not None:
             self._save_encoder(encoder)
@@ -250,14 +255,17 @@ class ImageIndex:
         min_count: int = MIN_FIT,
     ) -> tuple[Encoder, CompactResult]:
         """Fit PCA + ITQ on the live embeddings, then re-encode everything (no image is re-read)."""
-        _, raw, _ = self.live_raw()
-        if len(raw) < min_count:
-            raise BadParameter(
-                f"the index holds {len(raw)} images; fitting needs at least {min_count} "
-                "(index more, or pass a lower minimum)"
-            )
-        encoder = fit_itq(raw, bits=bits, dims=dims, whiten=whiten)
-        return encoder, self.compact(encoder=encoder, hnsw_min=hnsw_min, threads=threads, min_segments=0)
+
+        def refit(raw: np.ndarray) -> Encoder:
+            if len(raw) < min_count:
+                raise BadParameter(
+                    f"the index holds {len(raw)} images; fitting needs at least {min_count} "
+                    "(index more, or pass a lower minimum)"
+                )
+            return fit_itq(raw, bits=bits, dims=dims, whiten=whiten)
+
+        result = self.compact(refit=refit, hnsw_min=hnsw_min, threads=threads, min_segments=0)
+        return self.encoder(result.encoder), result
 
 
 def check_model(manifest: Manifest, spec: ModelSpec) -> None:

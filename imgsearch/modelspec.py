@@ -62,12 +62,17 @@ class ModelSpec:
                 f"no model manifest at {path}: run `imgsearch build-model` (or set IMGSEARCH_MODEL_DIR "
                 "to a folder holding an ONNX file and its model.json)"
             )
-        raw = json.loads(path.read_text())
-        raw["mean"] = tuple(raw["mean"])
-        raw["std"] = tuple(raw["std"])
-        known = set(cls.__dataclass_fields__)
-        spec = cls(**{k: v for k, v in raw.items() if k in known})
-        spec.validate()
+        try:
+            raw = json.loads(path.read_text())
+            raw["mean"] = tuple(raw["mean"])
+            raw["std"] = tuple(raw["std"])
+            known = set(cls.__dataclass_fields__)
+            spec = cls(**{k: v for k, v in raw.items() if k in known})
+            spec.validate()
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+            raise ModelNotFound(
+                f"{path} is not a valid model manifest ({error}): rebuild it with `imgsearch build-model --force`"
+            ) from None
         if not (Path(model_dir) / spec.onnx_file).is_file():
             raise ModelNotFound(
                 f"{path} names {spec.onnx_file}, which is missing: run `imgsearch build-model`"

@@ -208,7 +208,12 @@ class Searcher:
     ) -> list[list[Hit]]:
         check_params(k=k, metric=metric, offset=offset)
         self.refresh()
+        if n == 0:
+            return []  # no query vector (every query image was unreadable): nothing to search
         want = k + offset
+        # hybrid re-ranks a pool of Hamming candidates sized by k, not by the offset: pages of one k are
+        # slices of one ranking (for the first ten pages at least) and never overlap.
+        pool = max(k * self.oversample, MIN_CANDIDATES, want)
         per_query: list[list[tuple[float, int, int]]] = [[] for _ in range(n)]
         for pos, live in enumerate(self._live):
             segment = live.segment
@@ -218,8 +223,10 @@ class Searcher:
             allowed = live.alive
             if prefix:
                 allowed = allowed & np.array([r.key.startswith(prefix) for r in segment.refs])
+                if not allowed.any():
+                    continue  # no row here matches the prefix
             rows, scores = self._segment_search(
-                segment, allowed, live.dead, floats, codes, want, metric, exact, prefix
+                segment, allowed, live.dead, floats, codes, want, pool, metric, exact, prefix
             )
             for q in range(n):
                 keep = rows[q] >= 0
@@ -232,14 +239,15 @@ class Searcher:
         for found in per_query:
             found.sort(key=lambda item: -item[0])
             hits = []
-            for score, pos, row in found[offset : offset + k]:
-                if min_score is not None and score < min_score:
+            for raw_score, pos, row in found[offset : offset + k]:
+                score = round(min(max(float(raw_score), -1.0), 1.0), 6)
+                if min_score is not None and score < min_score:  # the score as reported
                     break
                 ref = self._live[pos].segment.refs[row]
                 hits.append(
                     Hit(
                         key=ref.key,
-                        score=round(min(max(float(score), -1.0), 1.0), 6),
+                        score=score,
                         bucket=ref.bucket,
                         etag=ref.etag,
                         size=ref.size,
@@ -256,6 +264,7 @@ class Searcher:
         floats: np.ndarray,
         codes: np.ndarray,
         want: int,
+        pool: int,
         metric: str,
         exact: bool,
         prefix: str | None,
@@ -272,13 +281,13 @@ class Searcher:
                 codes=segment.codes[subset],
             )
             rows, scores = self._segment_search(
-                view, np.ones(len(subset), bool), 0, floats, codes, want, metric, True, None
+                view, np.ones(len(subset), bool), 0, floats, codes, want, pool, metric, True, None
             )
             return np.where(rows >= 0, subset[np.maximum(rows, 0)], -1), scores
         if metric == "cosine":
             rows, scores = segment.search_floats(floats, min(want + dead, len(segment)), exact=exact)
         else:
-            count = want if metric == "hamming" else max(want * self.oversample, MIN_CANDIDATES)
+            count = want if metric == "hamming" else pool
             rows, distances = segment.search_codes(codes, min(count + dead, len(segment)), exact=exact)
             scores = 1.0 - distances / bits
             if metric == "hybrid":

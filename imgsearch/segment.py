@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 from usearch.index import Index
-from usearch.index import search as exact_search
 
 from .encode import Encoder
 
@@ -145,10 +144,17 @@ class Segment:
     def search_codes(
         self, queries: np.ndarray, count: int, *, exact: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, Hamming distances) of the `count` nearest codes for each query (-1 pads)."""
+        """(rows, Hamming distances) of the `count` nearest codes for each query (-1 pads).
+
+        Exact search breaks ties by row, so a longer list extends a shorter one (pages never overlap).
+        """
         if self.code_index is not None and not exact:
             return _matches(self.code_index.search(queries, count), count)
-        return _matches(exact_search(self.codes, queries, count, "hamming", exact=True), count)
+        distances = np.array(
+            [np.bitwise_count(self.codes ^ q).sum(axis=1, dtype=np.int32) for q in queries], dtype=np.int32
+        ).reshape(len(queries), len(self))
+        rows = _first(distances, min(count, len(self)))
+        return rows, np.take_along_axis(distances, rows, axis=1).astype(np.float32)
 
     def search_floats(
         self, queries: np.ndarray, count: int, *, exact: bool = False
@@ -226,6 +232,18 @@ def query_object(name: str) -> str:
 
 def raw_object(name: str) -> str:
     return f"segments/{name}/raw.npy"
+
+
+def _first(values: np.ndarray, count: int) -> np.ndarray:
+    """Per row of `values`, the columns of the `count` smallest values in order, ties broken by column."""
+    if count >= values.shape[1]:
+        return np.argsort(values, axis=1, kind="stable")
+    out = np.empty((len(values), count), dtype=np.int64)
+    for i, row in enumerate(values):
+        bound = np.partition(row, count - 1)[count - 1]
+        candidates = np.flatnonzero(row <= bound)  # every row tied at the bound, in column order
+        out[i] = candidates[np.argsort(row[candidates], kind="stable")[:count]]
+    return out
 
 
 def _matches(found: object, count: int) -> tuple[np.ndarray, np.ndarray]:
