@@ -3,21 +3,33 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test lint bench clean
+# The CDK app runs under jsii on Node 20: keep its end-of-life banner out of every synth.
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20,22
+
+.PHONY: setup test lint bench clean layers synth
 
 setup:  ## virtual environment, the package with its pinned dependencies, and the ONNX model
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[build,dev]'
+	$(BIN)/pip install --quiet -e '.[build,dev,cdk]'
+	npm ci --no-audit --no-fund --loglevel=error  # the pinned AWS CDK CLI (package-lock.json)
 	$(BIN)/imgsearch build-model
 
 test:  ## lint, type-check and the whole test suite
-	$(BIN)/ruff check imgsearch tests scripts
+	$(BIN)/ruff check imgsearch tests scripts lambdas stacks layers app.py
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 bench:  ## retrieval quality and speed on ../shared/datasets (long: see docs/BENCHMARKS.md)
 	$(BIN)/python scripts/bench.py --datasets ../shared/datasets --out bench-out
 
+layers:  ## Lambda layers + function code for arm64 and x86_64 in layers/build/ (pip --platform, no Docker)
+	$(BIN)/python layers/build.py --sizes
+
+synth: layers  ## CloudFormation template in cdk.out/ (offline), cdk-nag AwsSolutions checks, cfn-lint
+	npx cdk synth --quiet --no-notices
+	$(BIN)/cfn-lint --ignore-checks W3005 -- cdk.out/*.template.json
+
 clean:
-	rm -rf $(VENV) cdk.out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) cdk.out node_modules layers/build .pytest_cache .mypy_cache .ruff_cache

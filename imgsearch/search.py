@@ -58,6 +58,7 @@ class Searcher:
         self._cache: dict[str, Segment] = {}
         self._live: list[_Live] = []
         self._by_id: dict[int, tuple[int, int]] = {}
+        self._buckets: list[str] = []
         self._etag: str | None = None
         self._checked = 0.0
         self._lock = threading.Lock()
@@ -97,6 +98,7 @@ class Searcher:
                 for segment in (live.segment,)
                 for row in np.flatnonzero(live.alive)
             }
+            self._buckets = sorted({r.bucket for live in self._live for r in live.segment.refs})
             self.manifest, self._etag = manifest, etag
             return True
 
@@ -303,8 +305,7 @@ class Searcher:
         if bucket is not None:
             candidates = [object_id(bucket, key)]
         else:
-            buckets = sorted({r.bucket for live in self._live for r in live.segment.refs[:1]})
-            candidates = [object_id(b, key) for b in buckets]
+            candidates = [object_id(b, key) for b in self._buckets]
         for candidate in candidates:
             if candidate in self._by_id:
                 return self._by_id[candidate]

@@ -77,7 +77,10 @@ class LocalStore(Store):
             raise ObjectNotFound(f"{name} is missing from {self.root}") from None
 
     def size(self, name: str) -> int:
-        return self._path(name).stat().st_size
+        try:
+            return self._path(name).stat().st_size
+        except FileNotFoundError:
+            raise ObjectNotFound(f"{name} is missing from {self.root}") from None
 
     def write(self, name: str, data: bytes) -> None:
         _atomic_write(self._path(name), data)
@@ -149,7 +152,14 @@ class S3Store(Store):
             raise ObjectNotFound(f"{name} is missing from {self.uri}") from None
 
     def size(self, name: str) -> int:
-        return int(self.client.head_object(Bucket=self.bucket, Key=self._key(name))["ContentLength"])
+        from botocore.exceptions import ClientError
+
+        try:
+            return int(self.client.head_object(Bucket=self.bucket, Key=self._key(name))["ContentLength"])
+        except ClientError as error:
+            if _status(error) == 404:
+                raise ObjectNotFound(f"{name} is missing from {self.uri}") from None
+            raise
 
     def write(self, name: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._key(name), Body=data)

@@ -1,10 +1,105 @@
-"""The deployable unit. Its constructs (storage, ingest, query API, compaction, monitoring) come with
-the AWS deployment issue; until then the stack is empty."""
+"""The deployable unit: one Stack composing storage, ingest, query API, compaction and monitoring."""
 
-from aws_cdk import Stack
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
+
+from .compaction import Compaction
+from .config import StageConfig
+from .functions import Assets
+from .ingest import Ingest
+from .monitoring import Monitoring
+from .nag import BASIC_EXECUTION, suppress
+from .query_api import QueryApi
+from .storage import Storage
 
 
 class ImgSearchStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, **kwargs: object) -> None:
-        super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        architecture = (
+            lambda_.Architecture.ARM_64 if config.architecture == "arm64" else lambda_.Architecture.X86_64
+        )
+        storage = Storage(
+            self, "Storage", versioned=config.imagesVersioned, retired_grace_days=config.retiredGraceDays
+        )
+        assets = Assets(self, "Assets", folder=config.assets, architecture=architecture)
+        ingest = Ingest(
+            self,
+            "Ingest",
+            storage=storage,
+            assets=assets,
+            memory_mb=config.ingestMemoryMb,
+            timeout_seconds=config.ingestTimeoutSeconds,
+            batch_size=config.batchSize,
+            batch_window_seconds=config.batchWindowSeconds,
+            max_receive_count=config.maxReceiveCount,
+            code_bits=config.codeBits,
+            prefix=config.notificationPrefix,
+            suffix=config.notificationSuffix,
+        )
+        query = QueryApi(
+            self,
+            "Query",
+            storage=storage,
+            assets=assets,
+            stage=config.stage,
+            memory_mb=config.queryMemoryMb,
+            timeout_seconds=config.queryTimeoutSeconds,
+            default_metric=config.defaultMetric,
+            presign_seconds=config.presignSeconds,
+            rate_limit=config.throttleRateLimit,
+            burst_limit=config.throttleBurstLimit,
+            quota_per_day=config.quotaPerDay,
+            cors_origins=config.corsOrigins,
+        )
+        compaction = Compaction(
+            self,
+            "Compaction",
+            storage=storage,
+            assets=assets,
+            memory_mb=config.compactMemoryMb,
+            timeout_seconds=config.compactTimeoutSeconds,
+            schedule=config.compactSchedule,
+        )
+        Monitoring(
+            self,
+            "Monitoring",
+            queue=ingest.queue,
+            dead_letters=ingest.dead_letters,
+            functions={"Ingest": ingest.function, "Query": query.function, "Compaction": compaction.function},
+            alarm_email=config.alarmEmail,
+        )
+        self._suppress_notification_handler()
+        CfnOutput(
+            self, "ImagesBucketName", value=storage.images.bucket_name, description="upload images here"
+        )
+        CfnOutput(self, "IndexBucketName", value=storage.index.bucket_name)
+        CfnOutput(self, "ApiUrl", value=query.api.url, description="base URL of the query API")
+        CfnOutput(
+            self,
+            "ApiKeyId",
+            value=query.key.key_id,
+            description="aws apigateway get-api-key --include-value --api-key <id>",
+        )
+        CfnOutput(self, "IngestQueueUrl", value=ingest.queue.queue_url)
+        CfnOutput(self, "DeadLetterQueueUrl", value=ingest.dead_letters.queue_url)
+
+    def _suppress_notification_handler(self) -> None:
+        """CDK's own singleton that configures S3 bucket notifications (a custom resource we do not write)."""
+        for child in self.node.children:
+            if child.node.id.startswith("BucketNotificationsHandler"):
+                suppress(
+                    child,
+                    {
+                        "AwsSolutions-IAM4": "CDK's bucket-notification custom resource uses the basic execution "
+                        "policy only to write its own logs.",
+                        "AwsSolutions-IAM5": "CDK's bucket-notification custom resource needs "
+                        "s3:PutBucketNotification, which it scopes itself.",
+                    },
+                    applies_to={"AwsSolutions-IAM4": [BASIC_EXECUTION], "AwsSolutions-IAM5": ["Resource::*"]},
+                )

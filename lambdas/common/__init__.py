@@ -1,0 +1,1 @@
+"""What the handlers share: configuration from the environment and S3 event parsing."""

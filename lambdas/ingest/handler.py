@@ -1,0 +1,169 @@
+"""Ingest: S3 notifications (via SQS) → one segment per invocation, appended to the index by CAS.
+
+Each SQS record is handled on its own (a failure retries that record only); the images it names are
+fetched and collected, then the whole invocation's good images and deletes become one segment.
+A non-image, corrupt or empty object is a recorded rejection, not a failure: retrying cannot fix it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
+
+from imgsearch.embed import Embedder
+from imgsearch.encode import DEFAULT_BITS
+from imgsearch.index import ImageIndex
+from imgsearch.segment import ObjectRef
+from lambdas.common import config
+from lambdas.common.s3events import CREATED, parse_body
+
+# --- cold start: configuration, model, index ------------------------------------------------------
+
+INDEX_URI = config.index_uri()
+MODEL_DIR = config.required("MODEL_DIR", example="/opt/model")
+CODE_BITS = config.integer("CODE_BITS", DEFAULT_BITS, low=8, high=4096)
+if CODE_BITS % 8:
+    raise config.ConfigError(f"CODE_BITS={CODE_BITS} must be a multiple of 8")
+MAX_OBJECT_BYTES = config.integer("MAX_OBJECT_BYTES", 50 * 1024 * 1024, low=1, high=5 * 1024**3)
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+processor = BatchProcessor(event_type=EventType.SQS)
+s3 = boto3.client("s3")
+embedder = Embedder.load(Path(MODEL_DIR))
+index = ImageIndex.open(INDEX_URI)
+_ensured = False
+
+
+@dataclass
+class Batch:
+    """What one invocation collects before it writes its single segment."""
+
+    refs: list[ObjectRef] = field(default_factory=list)
+    images: list[bytes] = field(default_factory=list)
+    tombstones: list[ObjectRef] = field(default_factory=list)
+    rejected: int = 0
+
+    def clear(self) -> None:
+        self.refs.clear()
+        self.images.clear()
+        self.tombstones.clear()
+        self.rejected = 0
+
+
+batch = Batch()
+
+
+def reject(ref: ObjectRef, *, code: str, reason: str) -> None:
+    """Log and count an object that will never be indexed (not a failure: retrying cannot help)."""
+    batch.rejected += 1
+    logger.warning(
+        "image rejected", extra={"bucket": ref.bucket, "key": ref.key, "code": code, "reason": reason}
+    )
+    with single_metric(
+        name="ImagesRejected", unit=MetricUnit.Count, value=1, namespace=metrics.namespace
+    ) as metric:
+        metric.add_dimension(name="reason", value=code)
+
+
+@tracer.capture_method
+def fetch(ref: ObjectRef) -> bytes | None:
+    """The bytes of exactly the version the event names; None if that version is gone or replaced."""
+    args: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key}
+    if ref.etag:
+        args["IfMatch"] = ref.etag
+    try:
+        body: bytes = s3.get_object(**args)["Body"].read()
+        return body
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in ("NoSuchKey", "PreconditionFailed") or status in (404, 412):
+            # Deleted or overwritten since: the newer event (ObjectRemoved or ObjectCreated) decides.
+            logger.info(
+                "object changed since the event; skipped", extra={"key": ref.key, "code": code or status}
+            )
+            return None
+        raise  # transient or permission error: fail this record only, SQS retries it
+
+
+def record_handler(record: SQSRecord) -> None:
+    """One SQS message: an S3 notification (one or more records) or the S3 test event."""
+    changes = parse_body(record.body)
+    if not changes:
+        logger.info("no object changes in message (S3 test event?)", extra={"message_id": record.message_id})
+    for change in changes:
+        ref = change.ref
+        if change.kind != CREATED:
+            batch.tombstones.append(ref)
+            continue
+        if ref.size == 0 and ref.etag:
+            reject(ref, code="empty", reason="empty file (0 bytes)")
+            continue
+        if ref.size > MAX_OBJECT_BYTES:
+            reject(ref, code="too_large", reason=f"object is {ref.size} bytes, over {MAX_OBJECT_BYTES}")
+            continue
+        data = fetch(ref)
+        if data is not None:
+            batch.refs.append(ref)
+            batch.images.append(data)
+
+
+@tracer.capture_method
+def flush() -> dict[str, Any]:
+    """Embed the collected images and write one segment (entries + tombstones). Raises to retry all."""
+    global _ensured
+    if not batch.images and not batch.tombstones:
+        return {"indexed": 0, "deleted": 0, "rejected": batch.rejected}
+    if not _ensured:
+        index.ensure(
+            embedder.spec, bits=CODE_BITS
+        )  # creates the manifest on the first write; checks the model
+        _ensured = True
+    started = time.perf_counter()
+    vectors, failures = embedder.embed_bytes(batch.images)
+    failed = {f.index for f in failures}
+    for failure in failures:
+        reject(batch.refs[failure.index], code=failure.code, reason=failure.reason)
+    good = [ref for i, ref in enumerate(batch.refs) if i not in failed]
+    embed_ms = (time.perf_counter() - started) * 1000
+    if not good and not batch.tombstones:
+        return {"indexed": 0, "deleted": 0, "rejected": batch.rejected}
+    retries = index.cas_retries
+    info = index.append(good, vectors, tombstones=batch.tombstones)
+    metrics.add_metric(name="ImagesIndexed", unit=MetricUnit.Count, value=len(good))
+    metrics.add_metric(name="ImagesDeleted", unit=MetricUnit.Count, value=len(batch.tombstones))
+    metrics.add_metric(name="CasRetries", unit=MetricUnit.Count, value=index.cas_retries - retries)
+    metrics.add_metric(name="EmbedMilliseconds", unit=MetricUnit.Milliseconds, value=embed_ms)
+    summary = {
+        "segment": info.name,
+        "indexed": len(good),
+        "deleted": len(batch.tombstones),
+        "rejected": batch.rejected,
+        "embed_ms": round(embed_ms, 1),
+    }
+    logger.info("segment appended", extra=summary)
+    return summary
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    batch.clear()
+    response: dict[str, Any] = process_partial_response(  # type: ignore[assignment]
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
+    flush()  # one segment per invocation; if it fails the invocation fails and SQS retries the batch
+    return response

@@ -1,0 +1,331 @@
+"""Query API (API Gateway REST proxy): search by image or by indexed key; answers with presigned URLs.
+
+Errors are domain exceptions mapped to HTTP answers in one place (`@app.exception_handler`), always as
+`{"error": {"code", "message"}}`; bad input is a 4xx, never a 5xx.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+
+import imgsearch
+from imgsearch.embed import Embedder
+from imgsearch.errors import (
+    BadParameter,
+    ImgSearchError,
+    IndexNotFound,
+    InvalidImage,
+    KeyNotIndexed,
+    ModelMismatch,
+)
+from imgsearch.index import ImageIndex
+from imgsearch.search import MAX_K, METRICS, Hit, Searcher
+from lambdas.common import config
+
+# --- cold start: configuration, model, searcher ---------------------------------------------------
+
+INDEX_URI = config.index_uri()
+IMAGES_BUCKET = config.bucket_name("IMAGES_BUCKET")
+MODEL_DIR = config.required("MODEL_DIR", example="/opt/model")
+PRESIGN_SECONDS = config.integer("PRESIGN_SECONDS", 900, low=1, high=7 * 24 * 3600)
+DEFAULT_METRIC = config.choice("DEFAULT_METRIC", "hybrid", METRICS)
+DEFAULT_K = config.integer("DEFAULT_K", 10, low=1, high=MAX_K)
+MAX_QUERY_BYTES = config.integer("MAX_QUERY_BYTES", 4_500_000, low=1, high=10 * 1024 * 1024)
+REFRESH_SECONDS = config.number("REFRESH_SECONDS", 5.0, low=0.0, high=3600.0)
+CORS_ORIGINS = [o.strip() for o in config.optional("CORS_ORIGINS").split(",") if o.strip()]
+
+IMAGE_TYPES = ("image/", "application/octet-stream")
+PAGE = Path(imgsearch.__file__).resolve().parent / "web" / "index.html"  # the search page, shipped in the package
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+app = APIGatewayRestResolver(
+    cors=CORSConfig(allow_origin=CORS_ORIGINS[0], extra_origins=CORS_ORIGINS[1:], allow_headers=["x-api-key"])
+    if CORS_ORIGINS
+    else None
+)
+s3 = boto3.client("s3", config=Config(signature_version="s3v4"))
+embedder = Embedder.load(Path(MODEL_DIR))
+index = ImageIndex.open(INDEX_URI)
+searcher = Searcher(index, refresh_seconds=REFRESH_SECONDS)
+
+
+class UnsupportedMediaType(ImgSearchError):
+    """The request body is neither an image nor JSON."""
+
+
+class PayloadTooLarge(ImgSearchError):
+    """The query image is over the size the API accepts."""
+
+
+# --- request parsing ------------------------------------------------------------------------------
+
+
+def _int(name: str, text: str | None, default: int) -> int:
+    if text is None or text == "":
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise BadParameter(f"{name} must be a whole number, not {text!r}") from None
+
+
+def search_options() -> dict[str, Any]:
+    """k, metric, min_score, prefix and offset from the query string, checked."""
+    params = app.current_event.query_string_parameters or {}
+    unknown = set(params) - {"k", "metric", "min_score", "prefix", "offset"}
+    if unknown:
+        raise BadParameter(f"unknown query parameter(s): {', '.join(sorted(unknown))}")
+    k = _int("k", params.get("k"), DEFAULT_K)
+    if not 1 <= k <= MAX_K:
+        raise BadParameter(f"k must be between 1 and {MAX_K}, not {k}")
+    metric = params.get("metric") or DEFAULT_METRIC
+    if metric not in METRICS:
+        raise BadParameter(f"metric {metric!r} is not one of {', '.join(METRICS)}")
+    min_score = None
+    if params.get("min_score"):
+        try:
+            min_score = float(params["min_score"])
+        except ValueError:
+            raise BadParameter(f"min_score must be a number, not {params['min_score']!r}") from None
+    offset = _int("offset", params.get("offset"), 0)
+    if offset < 0:
+        raise BadParameter(f"offset must be 0 or more, not {offset}")
+    return {
+        "k": k,
+        "metric": metric,
+        "min_score": min_score,
+        "prefix": params.get("prefix") or None,
+        "offset": offset,
+    }
+
+
+def request_body() -> bytes:
+    event = app.current_event
+    text = event.body or ""
+    if event.is_base64_encoded:
+        try:
+            return base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadParameter("the body is marked base64 but is not valid base64") from None
+    return text.encode("utf-8", "surrogateescape")
+
+
+def check_size(data: bytes) -> bytes:
+    if len(data) > MAX_QUERY_BYTES:
+        raise PayloadTooLarge(f"the query image is {len(data)} bytes; the limit is {MAX_QUERY_BYTES}")
+    if not data:
+        raise InvalidImage("the request has no image (empty body)", code="empty")
+    return data
+
+
+def parse_query() -> tuple[bytes | None, str | None]:
+    """(image bytes, None) or (None, key) from a raw image body or a JSON {"image"} / {"key"} body."""
+    header = app.current_event.headers.get("Content-Type") or ""  # case-insensitive in Powertools v3
+    content_type = header.split(";")[0].strip().lower()
+    body = request_body()
+    if content_type.startswith(IMAGE_TYPES):
+        return check_size(body), None
+    if content_type in ("application/json", ""):
+        try:
+            payload = json.loads(body or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise BadParameter(
+                'the body is not valid JSON: send {"image": "<base64>"} or {"key": "..."}'
+            ) from None
+        if not isinstance(payload, dict) or ("image" in payload) == ("key" in payload):
+            raise BadParameter('the JSON body must have exactly one of "image" (base64) or "key"')
+        if "key" in payload:
+            if not isinstance(payload["key"], str) or not payload["key"]:
+                raise BadParameter('"key" must be a non-empty string')
+            return None, payload["key"]
+        if not isinstance(payload["image"], str):
+            raise BadParameter('"image" must be a base64 string')
+        if len(payload["image"]) > MAX_QUERY_BYTES * 4 // 3 + 4:
+            raise PayloadTooLarge(f"the query image is over the {MAX_QUERY_BYTES}-byte limit")
+        try:
+            return check_size(base64.b64decode(payload["image"], validate=True)), None
+        except (binascii.Error, ValueError):
+            raise BadParameter('"image" is not valid base64') from None
+    raise UnsupportedMediaType(
+        f"Content-Type {content_type!r} is not accepted: send an image (image/jpeg, image/png, ...) "
+        "or application/json"
+    )
+
+
+# --- answers --------------------------------------------------------------------------------------
+
+
+def presign(hit: Hit) -> str:
+    url: str = s3.generate_presigned_url(
+        "get_object", Params={"Bucket": hit.bucket, "Key": hit.key}, ExpiresIn=PRESIGN_SECONDS
+    )
+    return url
+
+
+def answer(hits: list[Hit], options: dict[str, Any], started: float) -> dict[str, Any]:
+    took_ms = round((time.perf_counter() - started) * 1000, 1)
+    metrics.add_metric(name="QueryMilliseconds", unit=MetricUnit.Milliseconds, value=took_ms)
+    manifest = searcher.manifest
+    return {
+        "results": [
+            {"key": h.key, "score": h.score, "url": presign(h), "size": h.size, "etag": h.etag} for h in hits
+        ],
+        "metric": options["metric"],
+        "k": options["k"],
+        "index_version": manifest.generation if manifest else 0,
+        "took_ms": took_ms,
+    }
+
+
+@tracer.capture_method
+def embed_query(data: bytes) -> Any:
+    vectors, failures = embedder.embed_bytes([data])
+    if failures:
+        raise InvalidImage(failures[0].reason, code=failures[0].code)
+    return vectors
+
+
+@app.post("/search")
+@tracer.capture_method
+def search() -> dict[str, Any]:
+    started = time.perf_counter()
+    options = search_options()
+    image, key = parse_query()
+    if key is not None:
+        logger.append_keys(query_key=key)
+        hits = searcher.search_key(key, bucket=IMAGES_BUCKET, **options)
+    else:
+        hits = searcher.search(embed_query(image), **options)[0]  # type: ignore[arg-type]
+    return answer(hits, options, started)
+
+
+@app.get("/similar/.+")
+@tracer.capture_method
+def similar() -> dict[str, Any]:
+    started = time.perf_counter()
+    event = app.current_event
+    key = (event.path_parameters or {}).get("key") or unquote(event.path.split("/similar/", 1)[1])
+    logger.append_keys(query_key=key)
+    options = search_options()
+    hits = searcher.search_key(key, bucket=IMAGES_BUCKET, **options)
+    return answer(hits, options, started)
+
+
+@app.get("/")
+def page() -> Response:
+    """The search page (no API key: the page asks for it and sends it with every API call)."""
+    return Response(
+        status_code=200,
+        content_type="text/html; charset=utf-8",
+        body=PAGE.read_text(encoding="utf-8"),
+        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@app.get("/health")
+def health() -> dict[str, Any]:
+    spec = embedder.spec
+    model = {"name": spec.name, "sha256": spec.sha256, "dim": spec.output_dim}
+    try:
+        searcher.refresh()
+    except IndexNotFound:
+        return {
+            "status": "empty",
+            "count": 0,
+            "entries": 0,
+            "segments": 0,
+            "model": model,
+            "encoder": "",
+            "index_version": 0,
+        }
+    manifest = searcher.manifest
+    if manifest is None:  # refresh() either loads a manifest or raises IndexNotFound
+        raise IndexNotFound("no manifest loaded")
+    return {
+        "status": "ok",
+        "count": searcher.count,
+        "entries": manifest.count,
+        "segments": len(manifest.segments),
+        "model": model,
+        "encoder": manifest.encoder,
+        "index_version": manifest.generation,
+    }
+
+
+# --- errors: one place --------------------------------------------------------------------------------
+
+ERRORS: list[tuple[type[Exception], int, str]] = [
+    (PayloadTooLarge, 413, "too_large"),
+    (UnsupportedMediaType, 415, "unsupported_media_type"),
+    (KeyNotIndexed, 404, "key_not_indexed"),
+    (BadParameter, 400, "bad_parameter"),
+    (IndexNotFound, 503, "index_not_ready"),
+    (ModelMismatch, 500, "model_mismatch"),
+]
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    return Response(
+        status_code=status,
+        content_type="application/json",
+        body=json.dumps({"error": {"code": code, "message": message}}),
+    )
+
+
+@app.exception_handler(InvalidImage)
+def invalid_image(error: InvalidImage) -> Response:
+    status = 413 if error.code == "too_large" else 400
+    metrics.add_metric(name="QueryRejected", unit=MetricUnit.Count, value=1)
+    return error_response(status, error.code, error.reason)
+
+
+@app.exception_handler(
+    [PayloadTooLarge, UnsupportedMediaType, KeyNotIndexed, BadParameter, IndexNotFound, ModelMismatch]
+)
+def domain_error(error: ImgSearchError) -> Response:
+    for kind, status, code in ERRORS:
+        if isinstance(error, kind):
+            if status >= 500:
+                logger.error("server-side error", extra={"code": code, "error": str(error)})
+            return error_response(status, code, str(error))
+    raise error  # pragma: no cover - every registered kind is in ERRORS
+
+
+@app.not_found
+def not_found(_: NotFoundError) -> Response:
+    event = app.current_event
+    return error_response(
+        404, "not_found", f"no route {event.http_method} {event.path}: see the API's OpenAPI document"
+    )
+
+
+@app.exception_handler(Exception)
+def unexpected(error: Exception) -> Response:
+    logger.exception("unexpected error")
+    return error_response(
+        500, "internal", "internal error; see the function's logs (request id in the log line)"
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

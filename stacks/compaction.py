@@ -1,0 +1,46 @@
+"""Compaction: one instance at a time (reserved concurrency 1), on an EventBridge schedule."""
+
+from __future__ import annotations
+
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from constructs import Construct
+
+from .functions import Assets, python_function
+from .ingest import grant_index_access
+from .storage import Storage
+from .wiring import COMPACT, compact_environment
+
+
+class Compaction(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        storage: Storage,
+        assets: Assets,
+        memory_mb: int,
+        timeout_seconds: int,
+        schedule: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.function = python_function(
+            self,
+            "Function",
+            assets=assets,
+            spec=COMPACT,
+            memory_mb=memory_mb,
+            timeout_seconds=timeout_seconds,
+            environment=compact_environment(index_uri=storage.index_uri),
+            reserved_concurrency=1,
+            description="imgsearch compaction: fold segments and tombstones into one base segment",
+        )
+        grant_index_access(self.function, storage, write=True, tag=True)
+        self.rule = events.Rule(
+            self,
+            "Schedule",
+            schedule=events.Schedule.expression(schedule),
+            targets=[targets.LambdaFunction(self.function, retry_attempts=0)],  # the next run catches up
+            description="imgsearch: compact the index",
+        )

@@ -1,0 +1,185 @@
+"""Deployment settings from CDK context (cdk.json or `-c key=value`), checked with clear messages."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+ARCHITECTURES = ("arm64", "x86_64")
+INDEX_STORES = ("s3",)  # "efs" is described in docs/DEPLOY.md but not built by this stack yet
+METRICS = ("hybrid", "cosine", "hamming")
+
+
+class ContextError(ValueError):
+    """A context value is missing or out of range (synth stops with this message)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageConfig:
+    """Everything that differs between stages; each field is a context key of the same name."""
+
+    stage: str = "dev"
+    architecture: str = "arm64"
+    indexStore: str = "s3"
+    ingestMemoryMb: int = 3008
+    queryMemoryMb: int = 3008
+    compactMemoryMb: int = 4096
+    ingestTimeoutSeconds: int = 120
+    queryTimeoutSeconds: int = 29
+    compactTimeoutSeconds: int = 900
+    codeBits: int = 256
+    defaultMetric: str = "hybrid"
+    presignSeconds: int = 900
+    throttleRateLimit: int = 20
+    throttleBurstLimit: int = 40
+    quotaPerDay: int = 100_000
+    corsOrigins: tuple[str, ...] = ()
+    notificationPrefix: str = ""
+    notificationSuffix: str = ""
+    batchSize: int = 10
+    batchWindowSeconds: int = 5
+    maxReceiveCount: int = 5
+    imagesVersioned: bool = False
+    retiredGraceDays: int = 1
+    compactSchedule: str = "rate(15 minutes)"
+    alarmEmail: str = ""
+    assetsDir: str = ""  # default: layers/build/<architecture> (made by `make layers`)
+
+    @property
+    def assets(self) -> Path:
+        return Path(self.assetsDir) if self.assetsDir else ROOT / "layers" / "build" / self.architecture
+
+
+def _int(name: str, low: int, high: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ContextError(f"context {name}={value!r} is not a whole number ({low}..{high})") from None
+        if isinstance(value, float) and value != number:
+            raise ContextError(f"context {name}={value!r} is not a whole number ({low}..{high})")
+        if not low <= number <= high:
+            raise ContextError(f"context {name}={number} is out of range (allowed: {low}..{high})")
+        return number
+
+    return check
+
+
+def _choice(name: str, choices: tuple[str, ...], hint: str = "") -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in choices:
+            raise ContextError(f"context {name}={value!r} is not one of {', '.join(choices)}{hint}")
+        return str(value)
+
+    return check
+
+
+def _text(name: str, pattern: str, what: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or not re.fullmatch(pattern, value):
+            raise ContextError(f"context {name}={value!r} must be {what}")
+        return value
+
+    return check
+
+
+def _bool(name: str) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "false"):
+            return str(value).lower() == "true"
+        raise ContextError(f"context {name}={value!r} must be true or false")
+
+    return check
+
+
+def _origins(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ContextError(
+            f"context corsOrigins={value!r} must be a list of origins or a comma-separated string"
+        )
+    origins = tuple(str(o).strip() for o in items if str(o).strip())
+    for origin in origins:
+        if origin != "*" and not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d+)?", origin):
+            raise ContextError(
+                f"context corsOrigins has {origin!r}: use origins like https://example.com (or *)"
+            )
+    return origins
+
+
+CHECKS: dict[str, Callable[[Any], Any]] = {
+    "stage": _text(
+        "stage", r"[a-z][a-z0-9-]{0,19}", "1-20 lower-case letters, digits or hyphens, starting with a letter"
+    ),
+    "architecture": _choice("architecture", ARCHITECTURES),
+    "indexStore": _choice(
+        "indexStore", INDEX_STORES, " (efs is not built by this stack yet: see docs/DEPLOY.md)"
+    ),
+    "ingestMemoryMb": _int("ingestMemoryMb", 1024, 10240),
+    "queryMemoryMb": _int("queryMemoryMb", 1024, 10240),
+    "compactMemoryMb": _int("compactMemoryMb", 1024, 10240),
+    "ingestTimeoutSeconds": _int("ingestTimeoutSeconds", 10, 900),
+    "queryTimeoutSeconds": _int("queryTimeoutSeconds", 3, 29),
+    "compactTimeoutSeconds": _int("compactTimeoutSeconds", 60, 900),
+    "codeBits": _int("codeBits", 64, 1024),
+    "defaultMetric": _choice("defaultMetric", METRICS),
+    "presignSeconds": _int("presignSeconds", 60, 7 * 24 * 3600),
+    "throttleRateLimit": _int("throttleRateLimit", 1, 10_000),
+    "throttleBurstLimit": _int("throttleBurstLimit", 1, 5_000),
+    "quotaPerDay": _int("quotaPerDay", 1, 100_000_000),
+    "corsOrigins": _origins,
+    "notificationPrefix": _text("notificationPrefix", r"[^*?]{0,1024}", "a key prefix without wildcards"),
+    "notificationSuffix": _text("notificationSuffix", r"[^*?]{0,1024}", "a key suffix without wildcards"),
+    "batchSize": _int("batchSize", 1, 10_000),
+    "batchWindowSeconds": _int("batchWindowSeconds", 0, 300),
+    "maxReceiveCount": _int("maxReceiveCount", 1, 1000),
+    "imagesVersioned": _bool("imagesVersioned"),
+    "retiredGraceDays": _int("retiredGraceDays", 1, 3650),
+    "compactSchedule": _text(
+        "compactSchedule", r"(rate|cron)\(.+\)", "an EventBridge expression such as rate(15 minutes)"
+    ),
+    "alarmEmail": _text("alarmEmail", r"(|[^@\s]+@[^@\s]+\.[^@\s]+)", "an e-mail address (or empty)"),
+    "assetsDir": _text("assetsDir", r".*", "a folder"),
+}
+
+
+def from_cdk_json(path: Path | None = None, **overrides: Any) -> StageConfig:
+    """The settings in cdk.json's context (what `cdk synth` uses), without the layer-assets check.
+
+    For the local stack (`imgsearch local up`), which runs the handlers from the source tree.
+    """
+    context = json.loads((path or ROOT / "cdk.json").read_text()).get("context", {})
+    context.update(overrides)
+    return from_context(context.get, check_assets=False)
+
+
+def from_context(get: Callable[[str], Any], *, check_assets: bool = True) -> StageConfig:
+    """Read and check every known context key (`get` is `app.node.try_get_context`)."""
+    values: dict[str, Any] = {}
+    for f in fields(StageConfig):
+        raw = get(f.name)
+        if raw is not None:
+            values[f.name] = CHECKS[f.name](raw)
+    config = StageConfig(**values)
+    if config.batchSize > 10 and config.batchWindowSeconds == 0:
+        raise ContextError(
+            f"context batchSize={config.batchSize} needs batchWindowSeconds >= 1 (SQS allows > 10 only with a window)"
+        )
+    if config.codeBits % 8:
+        raise ContextError(f"context codeBits={config.codeBits} must be a multiple of 8")
+    if config.throttleBurstLimit < config.throttleRateLimit:
+        raise ContextError("context throttleBurstLimit must be at least throttleRateLimit")
+    for part in ("deps", "model", "code") if check_assets else ():
+        if not (config.assets / part).is_dir():
+            raise ContextError(
+                f"{config.assets / part} is missing: build the Lambda layers and code first with "
+                f"`make layers` (or `python layers/build.py --arch {config.architecture}`), or pass -c assetsDir=DIR"
+            )
+    return config

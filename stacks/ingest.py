@@ -1,0 +1,145 @@
+"""Ingest: S3 ObjectCreated/ObjectRemoved → SQS (with DLQ) → ingest Lambda → one segment per batch."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_notifications as s3n
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from .functions import Assets, python_function
+from .nag import suppress
+from .storage import Storage
+from .wiring import (
+    DEAD_LETTER_RETENTION_DAYS,
+    INDEX_PREFIX,
+    INGEST,
+    NOTIFICATION_EVENTS,
+    QUEUE_RETENTION_DAYS,
+    REPORT_BATCH_ITEM_FAILURES,
+    ingest_environment,
+    visibility_timeout_seconds,
+)
+
+
+class Ingest(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        storage: Storage,
+        assets: Assets,
+        memory_mb: int,
+        timeout_seconds: int,
+        batch_size: int,
+        batch_window_seconds: int,
+        max_receive_count: int,
+        code_bits: int,
+        prefix: str,
+        suffix: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.dead_letters = sqs.Queue(
+            self,
+            "DeadLetters",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(DEAD_LETTER_RETENTION_DAYS),
+        )
+        suppress(
+            self.dead_letters,
+            {"AwsSolutions-SQS3": "This queue is the dead-letter queue of the ingest queue."},
+        )
+        self.queue = sqs.Queue(
+            self,
+            "Queue",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            visibility_timeout=Duration.seconds(visibility_timeout_seconds(timeout_seconds)),
+            retention_period=Duration.days(QUEUE_RETENTION_DAYS),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=self.dead_letters, max_receive_count=max_receive_count
+            ),
+        )
+        filters = (
+            [s3.NotificationKeyFilter(prefix=prefix or None, suffix=suffix or None)]
+            if (prefix or suffix)
+            else []
+        )
+        destination = s3n.SqsDestination(self.queue)
+        for event_type in NOTIFICATION_EVENTS:
+            storage.images.add_event_notification(s3.EventType[event_type], destination, *filters)
+
+        self.function = python_function(
+            self,
+            "Function",
+            assets=assets,
+            spec=INGEST,
+            memory_mb=memory_mb,
+            timeout_seconds=timeout_seconds,
+            environment=ingest_environment(index_uri=storage.index_uri, code_bits=code_bits),
+            description="imgsearch ingest: S3 notifications → embeddings → one index segment per batch",
+        )
+        self.function.add_event_source(
+            sources.SqsEventSource(
+                self.queue,
+                batch_size=batch_size,
+                max_batching_window=Duration.seconds(batch_window_seconds) if batch_window_seconds else None,
+                report_batch_item_failures=REPORT_BATCH_ITEM_FAILURES,
+            )
+        )
+        grant_image_reads(self.function, storage)
+        grant_index_access(self.function, storage, write=True)
+
+
+def grant_image_reads(function: iam.IGrantable, storage: Storage) -> None:
+    """Read images (and learn that one is gone: ListBucket turns a missing key into 404, not 403). Never delete."""
+    function.grant_principal.add_to_principal_policy(
+        iam.PolicyStatement(actions=["s3:GetObject"], resources=[storage.images.arn_for_objects("*")])
+    )
+    function.grant_principal.add_to_principal_policy(
+        iam.PolicyStatement(actions=["s3:ListBucket"], resources=[storage.images.bucket_arn])
+    )
+    suppress(
+        function,  # type: ignore[arg-type]
+        {
+            "AwsSolutions-IAM5": "Reads any uploaded image: object keys are chosen by the users who upload them."
+        },
+        applies_to={"AwsSolutions-IAM5": [f"Resource::<{_logical(storage.images)}.Arn>/*"]},
+    )
+
+
+def grant_index_access(function: iam.IGrantable, storage: Storage, *, write: bool, tag: bool = False) -> None:
+    """The index prefix only: read; write new objects (segments, manifest by CAS); tag superseded ones."""
+    actions = (
+        ["s3:GetObject"]
+        + (["s3:PutObject"] if write else [])
+        + (["s3:PutObjectTagging", "s3:GetObjectTagging"] if tag else [])
+    )
+    function.grant_principal.add_to_principal_policy(
+        iam.PolicyStatement(actions=actions, resources=[storage.index.arn_for_objects(f"{INDEX_PREFIX}/*")])
+    )
+    function.grant_principal.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=["s3:ListBucket"],
+            resources=[storage.index.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{INDEX_PREFIX}/*"]}},
+        )
+    )
+    suppress(
+        function,  # type: ignore[arg-type]
+        {
+            "AwsSolutions-IAM5": "Segment objects get new random names under the index prefix; access is limited to it."
+        },
+        applies_to={"AwsSolutions-IAM5": [f"Resource::<{_logical(storage.index)}.Arn>/{INDEX_PREFIX}/*"]},
+    )
+
+
+def _logical(bucket: s3.Bucket) -> str:
+    from aws_cdk import Stack
+
+    return Stack.of(bucket).get_logical_id(bucket.node.default_child)  # type: ignore[arg-type]

@@ -1,0 +1,68 @@
+"""Storage: the images bucket (what users upload), the index bucket (segments + manifest), access logs."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from .nag import suppress
+from .wiring import INDEX_PREFIX, index_uri
+
+RETIRED_TAG = ("imgsearch-retired", "true")  # imgsearch.store.RETIRED_TAG: superseded index objects
+
+
+class Storage(Construct):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, versioned: bool, retired_grace_days: int
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.logs = s3.Bucket(
+            self,
+            "AccessLogs",
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+            lifecycle_rules=[s3.LifecycleRule(id="expire-access-logs", expiration=Duration.days(90))],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        suppress(
+            self.logs,
+            {"AwsSolutions-S1": "This is the access-log bucket itself; logging it to itself would loop."},
+        )
+        self.images = s3.Bucket(
+            self,
+            "Images",
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            versioned=versioned,
+            server_access_logs_bucket=self.logs,
+            server_access_logs_prefix="images/",
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.index = s3.Bucket(
+            self,
+            "Index",
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            server_access_logs_bucket=self.logs,
+            server_access_logs_prefix="index/",
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-retired-index-objects",
+                    tag_filters={RETIRED_TAG[0]: RETIRED_TAG[1]},
+                    expiration=Duration.days(retired_grace_days),
+                ),
+                s3.LifecycleRule(
+                    id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(1)
+                ),
+            ],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+
+    @property
+    def index_uri(self) -> str:
+        return index_uri(self.index.bucket_name)

@@ -1,0 +1,278 @@
+"""A local AWS for the handlers: moto's server on 127.0.0.1 with the images bucket, the index bucket,
+the ingest queue and the S3 → SQS notification, and the real handlers imported against it.
+
+Everything here is package-scoped: the environment it sets is restored before other test packages run.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import io
+import json
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import quote_plus
+
+import boto3
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from imgsearch.modelspec import default_model_dir
+
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+REGION = "us-east-1"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text())
+
+
+@dataclass
+class FakeContext:
+    """What Powertools reads from the Lambda context."""
+
+    function_name: str = "imgsearch-test"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 2048
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:imgsearch-test"
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+    log_group_name: str = "/aws/lambda/imgsearch-test"
+    log_stream_name: str = "2025/03/14/[$LATEST]0123456789abcdef"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+def make_image(seed: int, *, size: int = 128, fmt: str = "PNG") -> bytes:
+    """A small image whose content differs clearly from every other seed's."""
+    rng = np.random.default_rng(seed)
+    base = Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).resize(
+        (size, size), Image.BICUBIC
+    )
+    draw = ImageDraw.Draw(base)
+    for _ in range(3):
+        x, y = (int(v) for v in rng.integers(0, size - 32, 2))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        if rng.random() < 0.5:
+            draw.ellipse((x, y, x + 32, y + 32), fill=colour)
+        else:
+            draw.rectangle((x, y, x + 40, y + 20), fill=colour)
+    buffer = io.BytesIO()
+    base.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LocalAws:
+    endpoint: str
+    images_bucket: str
+    index_bucket: str
+    queue_url: str
+    queue_arn: str
+    s3: Any
+    sqs: Any
+    ingest: ModuleType
+    query: ModuleType
+    compact: ModuleType
+
+    # --- S3 → SQS → ingest -------------------------------------------------------------------------
+
+    def put(self, key: str, data: bytes) -> dict[str, Any]:
+        return dict(self.s3.put_object(Bucket=self.images_bucket, Key=key, Body=data))
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Every message waiting in the ingest queue, as Lambda's SQS event records."""
+        records = []
+        while True:
+            got = self.sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=10, AttributeNames=["All"], WaitTimeSeconds=0
+            )
+            messages = got.get("Messages", [])
+            if not messages:
+                return records
+            for message in messages:
+                records.append(
+                    {
+                        "messageId": message["MessageId"],
+                        "receiptHandle": message["ReceiptHandle"],
+                        "body": message["Body"],
+                        "attributes": message.get("Attributes", {}),
+                        "messageAttributes": {},
+                        "md5OfBody": message["MD5OfBody"],
+                        "eventSource": "aws:sqs",
+                        "eventSourceARN": self.queue_arn,
+                        "awsRegion": REGION,
+                    }
+                )
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def ingest_records(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = self.ingest.handler({"Records": records}, FakeContext())
+        return result
+
+    def ingest_queue(self) -> dict[str, Any]:
+        """Deliver everything waiting in the queue to the ingest handler as one batch."""
+        return self.ingest_records(self.drain())
+
+    # --- API Gateway → query -----------------------------------------------------------------------
+
+    def api(
+        self,
+        sample: str,
+        *,
+        body: bytes | str | None = None,
+        content_type: str | None = None,
+        query: dict[str, str] | None = None,
+        path: str | None = None,
+        key: str | None = None,
+        content_type_header: str = "Content-Type",
+    ) -> tuple[int, dict[str, Any]]:
+        event = load_event(sample)
+        if body is not None:
+            if isinstance(body, bytes):
+                import base64
+
+                event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
+            else:
+                event["body"], event["isBase64Encoded"] = body, False
+        if content_type is not None:
+            for name in ("Content-Type", "content-type"):
+                event["headers"].pop(name, None)
+                event["multiValueHeaders"].pop(name, None)
+            event["headers"][content_type_header] = content_type
+            event["multiValueHeaders"][content_type_header] = [content_type]
+        if query is not None:
+            event["queryStringParameters"] = query or None
+            event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} or None
+        if path is not None:
+            event["path"] = path
+            event["requestContext"]["path"] = "/dev" + path
+        if key is not None:
+            event["pathParameters"] = {"key": key}
+        response = self.query.handler(event, FakeContext())
+        return int(response["statusCode"]), json.loads(response["body"])
+
+
+def s3_event(
+    sample: str,
+    *,
+    bucket: str,
+    key: str,
+    sequencer: str,
+    etag: str | None = None,
+    size: int | None = None,
+    message_id: str | None = None,
+) -> dict[str, Any]:
+    """One SQS record built from a real sample, with the object fields replaced (key URL-encoded)."""
+    record = copy.deepcopy(load_event(sample)["Records"][0])
+    body = json.loads(record["body"])
+    s3 = body["Records"][0]["s3"]
+    s3["bucket"]["name"], s3["bucket"]["arn"] = bucket, f"arn:aws:s3:::{bucket}"
+    s3["object"]["key"], s3["object"]["sequencer"] = quote_plus(key), sequencer
+    if etag is not None:
+        s3["object"]["eTag"] = etag
+    if size is not None:
+        s3["object"]["size"] = size
+    record["body"] = json.dumps(body)
+    record["messageId"] = message_id or str(uuid.uuid4())
+    return record
+
+
+@pytest.fixture(scope="package")
+def local_aws() -> Iterator[LocalAws]:
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    images_bucket, index_bucket = "imgsearch-images-test", "imgsearch-index-test"
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "POWERTOOLS_SERVICE_NAME": "imgsearch",
+        "POWERTOOLS_METRICS_NAMESPACE": "ImgSearchTest",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "INDEX_URI": f"s3://{index_bucket}/index",
+        "IMAGES_BUCKET": images_bucket,
+        "MODEL_DIR": str(default_model_dir()),
+        "PRESIGN_SECONDS": "300",
+        "DEFAULT_METRIC": "hybrid",
+        "REFRESH_SECONDS": "0",
+        "IMGSEARCH_THREADS": "1",
+    }
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
+        sqs = boto3.client("sqs", endpoint_url=endpoint, region_name=REGION)
+        s3.create_bucket(Bucket=images_bucket)
+        s3.create_bucket(Bucket=index_bucket)
+        queue_url = sqs.create_queue(QueueName="imgsearch-ingest")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        s3.put_bucket_notification_configuration(
+            Bucket=images_bucket,
+            NotificationConfiguration={
+                "QueueConfigurations": [
+                    {"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}
+                ]
+            },
+        )
+        modules = {
+            name: importlib.reload(importlib.import_module(f"lambdas.{name}.handler"))
+            for name in ("ingest", "query", "compact")
+        }
+        yield LocalAws(
+            endpoint=endpoint,
+            images_bucket=images_bucket,
+            index_bucket=index_bucket,
+            queue_url=queue_url,
+            queue_arn=queue_arn,
+            s3=s3,
+            sqs=sqs,
+            **modules,
+        )
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        server.stop()
+
+
+@pytest.fixture
+def aws(local_aws: LocalAws) -> LocalAws:
+    """The local AWS with empty buckets, an empty queue and fresh handler state."""
+    from imgsearch.search import Searcher
+
+    for bucket in (local_aws.images_bucket, local_aws.index_bucket):
+        listed = local_aws.s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+        for obj in listed:
+            local_aws.s3.delete_object(Bucket=bucket, Key=obj["Key"])
+    local_aws.drain()
+    local_aws.ingest._ensured = False
+    local_aws.query.searcher = Searcher(local_aws.query.index, refresh_seconds=0)
+    local_aws.compact.index = local_aws.query.index.__class__.open(os.environ["INDEX_URI"])
+    return local_aws

@@ -1,0 +1,66 @@
+"""The query handler serves exactly the routes of docs/openapi.yaml, with answers that match its schemas."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from openapi_spec_validator import validate
+
+from .conftest import LocalAws, make_image
+
+SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
+SPEC = yaml.safe_load(SPEC_PATH.read_text())
+OPERATIONS = [(method.upper(), path) for path, item in SPEC["paths"].items() for method in item]
+
+
+def _example_path(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "set/0.png", path)
+
+
+def _schema(status: str, method: str, path: str) -> dict:
+    response = SPEC["paths"][path][method.lower()]["responses"][status]
+    if "$ref" in response:
+        response = SPEC["components"]["responses"][response["$ref"].split("/")[-1]]
+    schema = dict(response["content"]["application/json"]["schema"])
+    return {**schema, "components": SPEC["components"]}
+
+
+def test_the_openapi_document_is_valid() -> None:
+    validate(SPEC)
+
+
+def test_every_handler_route_is_documented_and_every_documented_operation_is_served(aws: LocalAws) -> None:
+    routes = aws.query.app._static_routes + aws.query.app._dynamic_routes
+    served = {(r.method, r.path) for r in routes}
+    for method, rule in served:
+        compiled = next(r.rule for r in routes if (r.method, r.path) == (method, rule))
+        assert any(m == method and compiled.match(_example_path(p)) for m, p in OPERATIONS), (method, rule)
+    for method, path in OPERATIONS:
+        assert any(r.method == method and r.rule.match(_example_path(path)) for r in routes), (method, path)
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS)
+def test_answers_match_the_documented_schema(aws: LocalAws, method: str, path: str) -> None:
+    aws.put("set/0.png", make_image(500))
+    aws.put("set/1.png", make_image(501))
+    aws.ingest_queue()
+    sample = {"/search": "apigw_rest_search_binary.json", "/health": "apigw_rest_health.json"}.get(
+        path, "apigw_rest_similar.json"
+    )
+    kwargs: dict = {"path": _example_path(path)}
+    if path == "/search":
+        kwargs.update(body=make_image(500), content_type="image/png")
+    if "{" in path:
+        kwargs["key"] = "set/0.png"
+    status, body = aws.api(sample, **kwargs)
+    documented = SPEC["paths"][path][method.lower()]["responses"]
+    assert str(status) in documented
+    jsonschema.validate(body, (_schema(str(status), method, path)))
+    if "400" in documented:  # and an error answer matches the error schema
+        status, body = aws.api(sample, query={"k": "-3"}, **kwargs)
+        assert status == 400
+        jsonschema.validate(body, (_schema("400", method, path)))

@@ -1,0 +1,156 @@
+"""Query handler: routes, answers and the error contract (4xx for bad input, never 5xx)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.request
+
+import pytest
+
+from .conftest import LocalAws, make_image
+
+
+@pytest.fixture
+def indexed(aws: LocalAws) -> LocalAws:
+    for i in range(4):
+        aws.put(f"set/{i}.png", make_image(100 + i))
+    assert aws.ingest_queue() == {"batchItemFailures": []}
+    return aws
+
+
+def test_search_by_raw_image_body_answers_ranked_results_with_presigned_urls(indexed: LocalAws) -> None:
+    image = make_image(102)
+    status, body = indexed.api(
+        "apigw_rest_search_binary.json", body=image, content_type="image/png", query={"k": "2"}
+    )
+    assert status == 200
+    assert set(body) == {"results", "metric", "k", "index_version", "took_ms"}
+    assert (body["metric"], body["k"], len(body["results"])) == ("hybrid", 2, 2)
+    assert body["results"][0]["key"] == "set/2.png"
+    assert body["results"][0]["score"] >= body["results"][1]["score"]
+    with urllib.request.urlopen(body["results"][0]["url"]) as fetched:  # moto on 127.0.0.1
+        assert fetched.read() == image
+
+
+def test_search_by_json_base64_image_and_lowercase_content_type(indexed: LocalAws) -> None:
+    payload = json.dumps({"image": base64.b64encode(make_image(101)).decode()})
+    event_query = {"k": "1", "metric": "cosine"}
+    status, body = indexed.api(
+        "apigw_rest_search_json.json",
+        body=payload,
+        query=event_query,
+        content_type="application/json; charset=utf-8",
+        content_type_header="content-type",
+    )
+    assert status == 200 and body["results"][0]["key"] == "set/1.png" and body["metric"] == "cosine"
+
+
+def test_search_by_key_in_json_and_similar_route(indexed: LocalAws) -> None:
+    status, body = indexed.api(
+        "apigw_rest_search_json.json", body=json.dumps({"key": "set/3.png"}), query={"k": "2"}
+    )
+    assert status == 200 and body["results"][0]["key"] == "set/3.png"
+    status, body = indexed.api(
+        "apigw_rest_similar.json", path="/similar/set/0.png", key="set/0.png", query={"k": "4"}
+    )
+    assert status == 200 and next(h["key"] for h in body["results"]) == "set/0.png"
+    assert len(body["results"]) == 4
+
+
+def test_prefix_offset_and_min_score_filter_results(indexed: LocalAws) -> None:
+    indexed.put("other/x.png", make_image(200))
+    indexed.ingest_queue()
+    image = make_image(200)
+    status, body = indexed.api(
+        "apigw_rest_search_binary.json",
+        body=image,
+        content_type="image/png",
+        query={"k": "10", "prefix": "set/"},
+    )
+    assert status == 200 and {h["key"] for h in body["results"]} == {f"set/{i}.png" for i in range(4)}
+    status, body = indexed.api(
+        "apigw_rest_search_binary.json", body=image, content_type="image/png", query={"k": "1", "offset": "1"}
+    )
+    assert status == 200 and body["results"][0]["key"] != "other/x.png"
+    status, body = indexed.api(
+        "apigw_rest_search_binary.json",
+        body=image,
+        content_type="image/png",
+        query={"k": "10", "min_score": "0.999"},
+    )
+    assert [h["key"] for h in body["results"]] == ["other/x.png"]
+
+
+def test_health_reports_counts_model_and_encoder(indexed: LocalAws) -> None:
+    status, body = indexed.api("apigw_rest_health.json")
+    assert status == 200
+    assert (body["status"], body["count"], body["entries"], body["segments"]) == ("ok", 4, 4, 1)
+    assert body["model"]["dim"] == 1280 and body["encoder"].startswith("lsh-")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "code"),
+    [
+        ({"body": b"GIF89a not really", "content_type": "image/gif"}, 400, "not_an_image"),
+        ({"body": b"", "content_type": "image/png"}, 400, "empty"),
+        ({"body": b"hello", "content_type": "text/plain"}, 415, "unsupported_media_type"),
+        ({"body": "{not json", "content_type": "application/json"}, 400, "bad_parameter"),
+        ({"body": json.dumps({"image": "%%%"}), "content_type": "application/json"}, 400, "bad_parameter"),
+        (
+            {"body": json.dumps({"key": "a", "image": "b"}), "content_type": "application/json"},
+            400,
+            "bad_parameter",
+        ),
+        (
+            {"body": json.dumps({"key": "nope.png"}), "content_type": "application/json"},
+            404,
+            "key_not_indexed",
+        ),
+        ({"query": {"k": "zero"}}, 400, "bad_parameter"),
+        ({"query": {"k": "0"}}, 400, "bad_parameter"),
+        ({"query": {"k": "5000"}}, 400, "bad_parameter"),
+        ({"query": {"metric": "euclid"}}, 400, "bad_parameter"),
+        ({"query": {"offset": "-1"}}, 400, "bad_parameter"),
+        ({"query": {"min_score": "high"}}, 400, "bad_parameter"),
+        ({"query": {"colour": "red"}}, 400, "bad_parameter"),
+    ],
+)
+def test_bad_input_is_a_4xx_with_an_error_body(
+    indexed: LocalAws, kwargs: dict, status: int, code: str
+) -> None:
+    kwargs.setdefault("body", make_image(1))
+    kwargs.setdefault("content_type", "image/png")
+    got, body = indexed.api("apigw_rest_search_binary.json", **kwargs)
+    assert (got, body["error"]["code"]) == (status, code)
+    assert body["error"]["message"]
+
+
+def test_too_large_image_is_413(indexed: LocalAws, monkeypatch) -> None:
+    monkeypatch.setattr(indexed.query, "MAX_QUERY_BYTES", 1000)
+    image = make_image(1, size=256)
+    status, body = indexed.api("apigw_rest_search_binary.json", body=image, content_type="image/png")
+    assert (status, body["error"]["code"]) == (413, "too_large")
+    payload = json.dumps({"image": base64.b64encode(image).decode()})
+    status, body = indexed.api("apigw_rest_search_json.json", body=payload)
+    assert (status, body["error"]["code"]) == (413, "too_large")
+
+
+def test_unknown_route_is_404_in_the_error_shape(indexed: LocalAws) -> None:
+    status, body = indexed.api("apigw_rest_health.json", path="/nothing-here")
+    assert (status, body["error"]["code"]) == (404, "not_found")
+
+
+def test_search_before_anything_is_indexed_is_503_not_ready(aws: LocalAws) -> None:
+    status, body = aws.api("apigw_rest_search_binary.json", body=make_image(1), content_type="image/png")
+    assert (status, body["error"]["code"]) == (503, "index_not_ready")
+
+
+def test_unexpected_error_is_500_without_internals(indexed: LocalAws, monkeypatch) -> None:
+    def boom(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(indexed.query.searcher, "search", boom)
+    status, body = indexed.api("apigw_rest_search_binary.json", body=make_image(1), content_type="image/png")
+    assert (status, body["error"]["code"]) == (500, "internal")
+    assert "secret" not in body["error"]["message"]
