@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from usearch.index import Index
+from usearch.index import search as exact_search
 
 from .encode import Encoder
 
@@ -164,15 +165,17 @@ class Segment:
             rows, distances = _matches(self.float_index.search(queries.astype(np.float32), count), count)
             return rows, 1.0 - distances
         count = min(count, len(self))
-        sims = queries.astype(np.float32) @ self.floats.astype(np.float32).T
-        top = (
-            np.argpartition(-sims, count - 1, axis=1)[:, :count]
-            if count < len(self)
-            else np.tile(np.arange(len(self)), (len(queries), 1))
-        )
-        top_sims = np.take_along_axis(sims, top, axis=1)
-        order = np.argsort(-top_sims, axis=1, kind="stable")
-        return np.take_along_axis(top, order, axis=1), np.take_along_axis(top_sims, order, axis=1)
+        if count == 0 or len(queries) == 0:
+            return np.full((len(queries), count), -1, np.int64), np.zeros((len(queries), count), np.float32)
+        # USearch's exact kernel reads the f16 rows directly (about 5x a numpy product on 50k rows).
+        found = exact_search(self.floats, queries.astype(np.float16), count, "cos", exact=True)
+        rows, _ = _matches(found, count)
+        sims = np.full(rows.shape, -np.inf, dtype=np.float32)
+        for q in range(len(rows)):
+            valid = rows[q] >= 0
+            sims[q, valid] = self.cosine(rows[q][valid], queries[q])
+        order = np.lexsort((rows, -sims), axis=1)
+        return np.take_along_axis(rows, order, axis=1), np.take_along_axis(sims, order, axis=1)
 
     def cosine(self, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
         return self.floats[rows].astype(np.float32) @ query.astype(np.float32)
