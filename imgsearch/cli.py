@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -203,16 +204,20 @@ def info_cmd(index: IndexOpt, endpoint_url: EndpointOpt = None, as_json: JsonOpt
         "entries": manifest.count,
         "segments": len(manifest.segments),
         "tombstones": sum(s.tombstones for s in manifest.segments),
+        "rejected": manifest.rejected,
         "model": manifest.model,
         "encoder": manifest.encoder,
         "generation": manifest.generation,
         "query_bytes": searcher.memory_bytes(),
     }
+    recent = [asdict(r) for r in searcher.rejections()[-20:]]
     if as_json:
-        typer.echo(json.dumps(facts))
+        typer.echo(json.dumps({**facts, "recent_rejections": recent}))
     else:
         for key, value in facts.items():
             typer.echo(f"{key:>11}: {value}")
+        for r in recent:
+            typer.echo(f"   rejected: {r['bucket']}/{r['key']}: {r['reason']}")
 
 
 @app.command("compact")
@@ -256,6 +261,56 @@ def fit_cmd(
     except ImgSearchError as error:
         raise _fail(str(error)) from None
     typer.echo(f"encoder {encoder.version}: {result.entries} entries re-encoded in {result.seconds:.1f}s")
+
+
+local_app = typer.Typer(
+    help="The whole event-driven system on this machine (moto S3 + SQS, the real handlers, the API).",
+    no_args_is_help=True,
+)
+app.add_typer(local_app, name="local")
+
+
+@local_app.command("up")
+def local_up_cmd(
+    s3_port: Annotated[int, typer.Option("--s3-port", help="Port of the S3 + SQS endpoint (moto).")] = 4566,
+    api_port: Annotated[int, typer.Option("--api-port", help="Port of the API and the search page.")] = 8080,
+    bucket: Annotated[str, typer.Option("--bucket", help="Name of the images bucket.")] = "images",
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", help="API key to require [default: a new one, printed].")
+    ] = None,
+    seed: Annotated[
+        Path | None, typer.Option("--seed", help="Upload every file under this folder at start.")
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data", help="Keep the images and the index in this folder between runs [default: memory]."
+        ),
+    ] = None,
+    compact_every: Annotated[
+        float, typer.Option("--compact-every", help="Seconds between compaction runs (0: never).")
+    ] = 60.0,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="Handlers' log level (Powertools): DEBUG, INFO, WARNING.")
+    ] = "WARNING",
+) -> None:
+    """Start moto's S3 + SQS on 127.0.0.1 wired like the AWS stack, run the handlers, serve the API and page."""
+    from .local.stack import LocalStack, LocalStackError, Options
+
+    options = Options(
+        s3_port=s3_port,
+        api_port=api_port,
+        bucket=bucket,
+        api_key=api_key,
+        seed=seed,
+        data=data,
+        compact_every=compact_every,
+        log_level=log_level,
+    )
+    try:
+        LocalStack(options).run()
+    except LocalStackError as error:
+        raise _fail(str(error)) from None
 
 
 def main() -> None:

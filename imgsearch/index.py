@@ -15,8 +15,10 @@ from .errors import BadParameter, IndexNotFound, ModelMismatch, ObjectNotFound
 from .manifest import Manifest, SegmentInfo
 from .modelspec import ModelSpec
 from .resolve import live_masks, surviving_tombstones
-from .segment import HNSW_MIN, ObjectRef, Segment, query_object, raw_object
+from .segment import HNSW_MIN, ObjectRef, Rejection, Segment, query_object, raw_object
 from .store import Store, open_store
+
+KEEP_REJECTIONS = 1000  # newest rejection records a compacted base keeps (the count is kept whole)
 
 
 def model_info(spec: ModelSpec) -> dict[str, object]:
@@ -107,15 +109,26 @@ class ImageIndex:
         raw: np.ndarray,
         *,
         tombstones: list[ObjectRef] | None = None,
+        rejections: list[Rejection] | None = None,
         encoder_version: str | None = None,
     ) -> SegmentInfo:
-        """Write one immutable segment for a batch and CAS-append it to the manifest."""
+        """Write one immutable segment for a batch and CAS-append it to the manifest.
+
+        `rejections` records objects of the batch that could not be indexed, for `info` and /health.
+        """
         tombstones = list(tombstones or [])
-        if not refs and not tombstones:
-            raise BadParameter("nothing to append: no entries and no tombstones")
+        if not refs and not tombstones and not rejections:
+            raise BadParameter("nothing to append: no entries, tombstones or rejections")
         encoder = self.encoder(encoder_version or self.manifest().encoder)
         raw = np.asarray(raw, dtype=np.float32).reshape(len(refs), encoder.dim_in)
-        segment = Segment.build(refs=refs, raw=raw, encoder=encoder, tombstones=tombstones, hnsw_min=1 << 62)
+        segment = Segment.build(
+            refs=refs,
+            raw=raw,
+            encoder=encoder,
+            tombstones=tombstones,
+            rejections=rejections,
+            hnsw_min=1 << 62,
+        )
         info = self._write_segment(segment, kind="delta")
 
         def add(previous: Manifest | None) -> Manifest:
@@ -130,7 +143,7 @@ class ImageIndex:
         """Hide objects at once (a tombstone segment); compaction removes their entries."""
         return self.append([], np.zeros((0, self.encoder(self.manifest().encoder).dim_in)), tombstones=refs)
 
-    def _write_segment(self, segment: Segment, *, kind: str) -> SegmentInfo:
+    def _write_segment(self, segment: Segment, *, kind: str, rejected: int | None = None) -> SegmentInfo:
         body = segment.to_bytes()
         if len(segment):
             self.store.write(raw_object(segment.name), segment.raw_bytes())
@@ -140,6 +153,7 @@ class ImageIndex:
             encoder=segment.encoder,
             count=len(segment),
             tombstones=len(segment.tombstones),
+            rejected=rejected if rejected is not None else len(segment.rejections),
             kind=kind,
             bytes=len(body),
             created=time.time(),
@@ -207,11 +221,19 @@ class ImageIndex:
             raw=raw,
             encoder=target,
             tombstones=tombstones,
+            rejections=sorted((r for s in segments for r in s.rejections), key=lambda r: r.time)[
+                -KEEP_REJECTIONS:
+            ],
             hnsw_min=hnsw_min,
             float_dtype=float_dtype,
             threads=threads,
         )
-        info = self._write_segment(base, kind="base") if (refs or tombstones) else None
+        rejected = sum(s.rejected for s in folded)
+        info = (
+            self._write_segment(base, kind="base", rejected=rejected)
+            if (refs or tombstones or rejected)
+            else None
+        )
         folded_names = {s.name for s in folded}
 
         def swap(previous: Manifest | None) -> Manifest:

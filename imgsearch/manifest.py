@@ -6,7 +6,7 @@ import json
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 from .errors import ConflictError, ImgSearchError
 from .store import Store
@@ -22,6 +22,7 @@ class SegmentInfo:
     encoder: str
     count: int
     tombstones: int = 0
+    rejected: int = 0  # objects that could not be indexed (not an image, corrupt, empty, too large)
     kind: str = "delta"  # "delta" (one ingest batch) or "base" (made by compaction)
     bytes: int = 0
     created: float = 0.0
@@ -35,13 +36,15 @@ class Manifest:
     generation: int = 0
     format: int = FORMAT
     updated: float = 0.0
-    rejected: int = 0
-    notes: dict[str, object] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
         """Entries written (before de-duplication and deletes; the searcher knows the live count)."""
         return sum(s.count for s in self.segments)
+
+    @property
+    def rejected(self) -> int:
+        return sum(s.rejected for s in self.segments)
 
     def encoders(self) -> set[str]:
         return {s.encoder for s in self.segments} | {self.encoder}

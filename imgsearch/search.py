@@ -13,7 +13,7 @@ from .errors import BadParameter, KeyNotIndexed
 from .index import ImageIndex
 from .manifest import Manifest
 from .resolve import live_masks
-from .segment import ObjectRef, Segment, object_id, query_object
+from .segment import ObjectRef, Rejection, Segment, object_id, query_object
 
 METRICS = ("hybrid", "cosine", "hamming")
 EXPANSION_SEARCH = 256  # USearch's default 64 loses recall on these vectors (docs/BENCHMARKS.md)
@@ -109,6 +109,10 @@ class Searcher:
             for live in self._live
             for row in np.flatnonzero(live.alive)
         }
+
+    def rejections(self) -> list[Rejection]:
+        """Recorded rejections of the loaded segments, oldest first."""
+        return sorted((r for live in self._live for r in live.segment.rejections), key=lambda r: r.time)
 
     @property
     def count(self) -> int:

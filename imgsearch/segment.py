@@ -59,6 +59,18 @@ class ObjectRef:
         return normalise_sequencer(self.sequencer)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Rejection:
+    """An object that could not be indexed, and why (kept so operators can see and fix it)."""
+
+    bucket: str
+    key: str
+    code: str
+    reason: str
+    etag: str = ""
+    time: float = field(default_factory=time.time)
+
+
 @dataclass(eq=False)
 class Segment:
     """An immutable batch of entries and tombstones, all encoded by one encoder version."""
@@ -69,6 +81,7 @@ class Segment:
     floats: np.ndarray  # (n, dims) float16, L2-normalised
     codes: np.ndarray  # (n, bits/8) uint8
     tombstones: list[ObjectRef] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
     float_index: Index | None = None
     code_index: Index | None = None
     raw: np.ndarray | None = None  # (n, dim_in) float16; not loaded on the query path
@@ -94,6 +107,7 @@ class Segment:
         raw: np.ndarray,
         encoder: Encoder,
         tombstones: list[ObjectRef] | None = None,
+        rejections: list[Rejection] | None = None,
         hnsw_min: int = HNSW_MIN,
         float_dtype: str = "f16",
         threads: int = 0,
@@ -112,6 +126,7 @@ class Segment:
             floats=floats,
             codes=codes,
             tombstones=list(tombstones or []),
+            rejections=list(rejections or []),
             raw=raw.astype(np.float16),
         )
         if len(refs) >= hnsw_min:
@@ -188,6 +203,7 @@ class Segment:
             "codes": self.codes,
             "table": _json_array([asdict(r) for r in self.refs]),
             "tombstones": _json_array([asdict(r) for r in self.tombstones]),
+            "rejections": _json_array([asdict(r) for r in self.rejections]),
             "meta": _json_array({"name": self.name, "encoder": self.encoder}),
         }
         if self.float_index is not None and self.code_index is not None:
@@ -213,6 +229,9 @@ class Segment:
                 floats=npz["floats"],
                 codes=npz["codes"],
                 tombstones=[ObjectRef(**r) for r in _from_json_array(npz["tombstones"])],
+                rejections=[Rejection(**r) for r in _from_json_array(npz["rejections"])]
+                if "rejections" in npz.files
+                else [],
             )
             if "float_index" in npz.files:
                 tuning: dict[str, Any] = {"expansion_search": expansion_search} if expansion_search else {}

@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 from imgsearch.embed import Embedder
 from imgsearch.encode import DEFAULT_BITS
 from imgsearch.index import ImageIndex
-from imgsearch.segment import ObjectRef
+from imgsearch.segment import ObjectRef, Rejection
 from lambdas.common import config
 from lambdas.common.s3events import CREATED, parse_body
 
@@ -53,21 +53,25 @@ class Batch:
     refs: list[ObjectRef] = field(default_factory=list)
     images: list[bytes] = field(default_factory=list)
     tombstones: list[ObjectRef] = field(default_factory=list)
-    rejected: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        return len(self.rejections)
 
     def clear(self) -> None:
         self.refs.clear()
         self.images.clear()
         self.tombstones.clear()
-        self.rejected = 0
+        self.rejections.clear()
 
 
 batch = Batch()
 
 
 def reject(ref: ObjectRef, *, code: str, reason: str) -> None:
-    """Log and count an object that will never be indexed (not a failure: retrying cannot help)."""
-    batch.rejected += 1
+    """Record, log and count an object that will never be indexed (not a failure: retrying cannot help)."""
+    batch.rejections.append(Rejection(bucket=ref.bucket, key=ref.key, etag=ref.etag, code=code, reason=reason))
     logger.warning(
         "image rejected", extra={"bucket": ref.bucket, "key": ref.key, "code": code, "reason": reason}
     )
@@ -124,8 +128,8 @@ def record_handler(record: SQSRecord) -> None:
 def flush() -> dict[str, Any]:
     """Embed the collected images and write one segment (entries + tombstones). Raises to retry all."""
     global _ensured
-    if not batch.images and not batch.tombstones:
-        return {"indexed": 0, "deleted": 0, "rejected": batch.rejected}
+    if not batch.images and not batch.tombstones and not batch.rejections:
+        return {"indexed": 0, "deleted": 0, "rejected": 0}
     if not _ensured:
         index.ensure(
             embedder.spec, bits=CODE_BITS
@@ -138,10 +142,9 @@ def flush() -> dict[str, Any]:
         reject(batch.refs[failure.index], code=failure.code, reason=failure.reason)
     good = [ref for i, ref in enumerate(batch.refs) if i not in failed]
     embed_ms = (time.perf_counter() - started) * 1000
-    if not good and not batch.tombstones:
-        return {"indexed": 0, "deleted": 0, "rejected": batch.rejected}
     retries = index.cas_retries
-    info = index.append(good, vectors, tombstones=batch.tombstones)
+    # Rejections are written too (even alone), so `imgsearch info` and GET /health can show them.
+    info = index.append(good, vectors, tombstones=batch.tombstones, rejections=batch.rejections)
     metrics.add_metric(name="ImagesIndexed", unit=MetricUnit.Count, value=len(good))
     metrics.add_metric(name="ImagesDeleted", unit=MetricUnit.Count, value=len(batch.tombstones))
     metrics.add_metric(name="CasRetries", unit=MetricUnit.Count, value=index.cas_retries - retries)

@@ -127,6 +127,7 @@ def test_non_images_are_rejections_not_batch_failures(aws: LocalAws, capsys) -> 
     assert response == {"batchItemFailures": []}
     _status, health = aws.api("apigw_rest_health.json")
     assert health["count"] == 1
+    assert health["rejected"] == 3  # recorded in the index, visible to operators
     out = capsys.readouterr().out
     assert out.count('"ImagesRejected"') >= 3  # one metric per rejection, with its reason
     assert '"reason": "empty"' in out or '"reason":"empty"' in out

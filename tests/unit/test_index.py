@@ -339,3 +339,34 @@ def test_a_large_compacted_segment_gets_hnsw_graphs_that_find_each_vector_itself
         results = searcher.search(v[rows], k=3, metric=metric)
         assert [r[0].key for r in results] == [keys[row] for row in rows], metric
         assert all(r[0].score > 0.99 for r in results), metric
+
+
+# --- rejections -----------------------------------------------------------------------------------
+
+
+def test_rejections_are_recorded_counted_and_survive_compaction(
+    index: ImageIndex, unit_vectors: Vectors
+) -> None:
+    from imgsearch.segment import Rejection
+
+    index.append(
+        [],
+        unit_vectors(0),
+        rejections=[
+            Rejection(bucket="bkt", key="notes.txt", code="not_an_image", reason="not a recognised image")
+        ],
+    )
+    index.append(
+        [ref("a", "01")],
+        unit_vectors(1),
+        rejections=[Rejection(bucket="bkt", key="empty.png", code="empty", reason="empty file")],
+    )
+    assert index.manifest().rejected == 2
+    assert [r.key for r in searcher_for(index).rejections()] == ["notes.txt", "empty.png"]
+
+    index.compact(min_segments=1)
+
+    assert len(index.manifest().segments) == 1
+    assert index.manifest().rejected == 2
+    assert {r.code for r in searcher_for(index).rejections()} == {"not_an_image", "empty"}
+    assert searcher_for(index).count == 1
