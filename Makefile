@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20,22
 
-.PHONY: setup test lint bench clean layers synth
+.PHONY: setup test lint bench clean layers synth local
 
 setup:  ## virtual environment, the package with its pinned dependencies, and the ONNX model
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -15,11 +15,20 @@ setup:  ## virtual environment, the package with its pinned dependencies, and th
 	$(BIN)/pip install --quiet -e '.[build,dev,cdk]'
 	npm ci --no-audit --no-fund --loglevel=error  # the pinned AWS CDK CLI (package-lock.json)
 	$(BIN)/imgsearch build-model
+	@# Debian's Chromium for the search page's browser test (Playwright drives it; never `playwright install`).
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else echo "note: /usr/bin/chromium is missing; as root run: apt-get update && apt-get install -y chromium" \
+	    "(the browser test in tests/e2e skips without it)"; fi; \
+	fi
 
 test:  ## lint, type-check and the whole test suite
 	$(BIN)/ruff check imgsearch tests scripts lambdas stacks layers app.py
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+
+local:  ## the whole system on this machine: moto S3 + SQS, the handlers, the API and page (Ctrl-C stops)
+	$(BIN)/imgsearch local up $(if $(SEED),--seed $(SEED)) $(if $(DATA),--data $(DATA))
 
 bench:  ## retrieval quality and speed on ../shared/datasets (long: see docs/BENCHMARKS.md)
 	$(BIN)/python scripts/bench.py --datasets ../shared/datasets --out bench-out

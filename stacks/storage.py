@@ -7,7 +7,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from .nag import suppress
-from .wiring import INDEX_PREFIX, index_uri
+from .wiring import index_uri
 
 RETIRED_TAG = ("imgsearch-retired", "true")  # imgsearch.store.RETIRED_TAG: superseded index objects
 

@@ -15,6 +15,12 @@ from .conftest import LocalAws, make_image
 SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 SPEC = yaml.safe_load(SPEC_PATH.read_text())
 OPERATIONS = [(method.upper(), path) for path, item in SPEC["paths"].items() for method in item]
+JSON_OPERATIONS = [
+    (method, path)
+    for method, path in OPERATIONS
+    if "application/json" in next(iter(SPEC["paths"][path][method.lower()]["responses"].values())).get("content", {})
+    or "$ref" in next(iter(SPEC["paths"][path][method.lower()]["responses"].values()))
+]
 
 
 def _example_path(path: str) -> str:
@@ -43,7 +49,12 @@ def test_every_handler_route_is_documented_and_every_documented_operation_is_ser
         assert any(r.method == method and r.rule.match(_example_path(path)) for r in routes), (method, path)
 
 
-@pytest.mark.parametrize(("method", "path"), OPERATIONS)
+def test_only_the_page_is_public_and_not_json() -> None:
+    assert [(m, p) for m, p in OPERATIONS if (m, p) not in JSON_OPERATIONS] == [("GET", "/")]
+    assert SPEC["paths"]["/"]["get"]["security"] == []
+
+
+@pytest.mark.parametrize(("method", "path"), JSON_OPERATIONS)
 def test_answers_match_the_documented_schema(aws: LocalAws, method: str, path: str) -> None:
     aws.put("set/0.png", make_image(500))
     aws.put("set/1.png", make_image(501))

@@ -141,6 +141,23 @@ def test_unknown_route_is_404_in_the_error_shape(indexed: LocalAws) -> None:
     assert (status, body["error"]["code"]) == (404, "not_found")
 
 
+def test_the_search_page_is_served_at_the_root_as_html(aws: LocalAws) -> None:
+    from .conftest import FakeContext, load_event
+
+    event = load_event("apigw_rest_health.json")
+    event.update(resource="/", path="/")
+    event["headers"].pop("x-api-key", None)
+    event["requestContext"].update(resourcePath="/", path="/dev/")
+    response = aws.query.handler(event, FakeContext())
+    assert response["statusCode"] == 200
+    content_type = (response.get("headers") or {}).get("Content-Type") or response["multiValueHeaders"][
+        "Content-Type"
+    ][0]
+    assert content_type.startswith("text/html")
+    assert response["body"].lstrip().lower().startswith("<!doctype html>")
+    assert "x-api-key" in response["body"]
+
+
 def test_search_before_anything_is_indexed_is_503_not_ready(aws: LocalAws) -> None:
     status, body = aws.api("apigw_rest_search_binary.json", body=make_image(1), content_type="image/png")
     assert (status, body["error"]["code"]) == (503, "index_not_ready")

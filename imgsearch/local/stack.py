@@ -1,0 +1,477 @@
+"""`imgsearch local up`: moto (S3 + SQS) on 127.0.0.1, wired like the CDK stack, with the real handlers.
+
+Order: moto → buckets, queues (dead-letter queue, redrive) → restored images (--data) → bucket
+notification → handlers imported with each function's environment → ingest and compaction workers →
+seed upload → local API. GET /health answers once all of that is done.
+
+Names come from stacks/wiring.py and the stage settings from cdk.json (stacks/config.py), the same
+sources the CDK app reads. With --data DIR the index lives in DIR/index (a local directory index) and
+every image is mirrored to DIR/images; the next start puts the mirror back into moto before the bucket
+notification exists, then re-sends only what the index lacks, so unchanged images are not re-embedded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+import mimetypes
+import os
+import secrets
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+REGION = "us-east-1"
+HOST = "127.0.0.1"
+
+
+class LocalStackError(RuntimeError):
+    """The local stack cannot start (the message says why and what to do)."""
+
+
+@dataclass
+class Options:
+    s3_port: int = 4566
+    api_port: int = 8080
+    bucket: str = "images"
+    api_key: str | None = None
+    seed: Path | None = None
+    data: Path | None = None
+    compact_every: float = 60.0
+    log_level: str = "WARNING"
+
+
+def repo_root() -> Path:
+    """The source checkout holding lambdas/ and stacks/ next to the imgsearch package."""
+    import imgsearch
+
+    root = Path(imgsearch.__file__).resolve().parent.parent
+    missing = [p for p in ("lambdas/ingest/handler.py", "stacks/wiring.py") if not (root / p).is_file()]
+    if missing:
+        raise LocalStackError(
+            f"{root / missing[0]} not found: `imgsearch local up` runs the Lambda handlers from the "
+            "repository's lambdas/ folder, so install imgsearch from a source checkout "
+            "(`make setup`, i.e. `pip install -e '.[dev]'` in the repository)"
+        )
+    return root
+
+
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def patch_moto_sequencer() -> None:
+    """Give moto's S3 event records the `sequencer` real S3 always sends (moto 5.2 leaves it out).
+
+    The index orders changes to one key by sequencer (a delete hides only older uploads); without it a
+    key deleted once could never come back. Values grow with time, so they also grow across restarts.
+    """
+    from moto.s3 import notifications
+
+    original = notifications._get_s3_event
+    if getattr(original, "imgsearch_sequencer", False):
+        return
+    lock = threading.Lock()
+    last = [0]
+
+    def with_sequencer(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        event: dict[str, Any] = original(*args, **kwargs)
+        with lock:
+            last[0] = max(last[0] + 1, time.time_ns())
+            value = last[0]
+        for record in event.get("Records", []):
+            record["s3"]["object"].setdefault("sequencer", f"{value:020X}")
+        return event
+
+    with_sequencer.imgsearch_sequencer = True  # type: ignore[attr-defined]
+    notifications._get_s3_event = with_sequencer
+
+
+def content_type(key: str) -> str:
+    return mimetypes.guess_type(key)[0] or "application/octet-stream"
+
+
+def safe_path(folder: Path, key: str) -> Path | None:
+    """Where key is mirrored under folder; None for keys that would escape it."""
+    parts = [p for p in key.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        return None
+    return folder.joinpath(*parts)
+
+
+class LocalStack:
+    def __init__(self, options: Options, *, out: Callable[[str], None] | None = None) -> None:
+        self.options = options
+        self.out = out or (lambda line: print(line, flush=True))
+        self.api_key = options.api_key or secrets.token_urlsafe(24)
+        self.stopping = threading.Event()
+        self._stops: list[Callable[[], None]] = []
+        self.modules: dict[str, ModuleType] = {}
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{HOST}:{self.options.s3_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{HOST}:{self.options.api_port}"
+
+    # --- start --------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        o = self.options
+        root = repo_root()
+        if str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+        from stacks import wiring
+        from stacks.config import ContextError, from_cdk_json
+
+        from ..modelspec import default_model_dir
+
+        try:
+            self.config = config = from_cdk_json(root / "cdk.json")
+        except ContextError as error:
+            raise LocalStackError(f"cdk.json: {error}") from None
+        model_dir = default_model_dir()
+        if not (model_dir / "model.json").is_file():
+            raise LocalStackError(
+                f"no model at {model_dir}: build it with `imgsearch build-model` (make setup)"
+            )
+        if o.seed is not None and not o.seed.is_dir():
+            raise LocalStackError(f"--seed {o.seed} is not a folder")
+        for name, port in (("--s3-port", o.s3_port), ("--api-port", o.api_port)):
+            if not port_free(port):
+                raise LocalStackError(f"{name} {port}: the port is in use on {HOST}; pick another one")
+        data = o.data.resolve() if o.data else None
+        if data is not None:
+            self._check_data_dir(data)
+
+        self._isolate_environment()
+        patch_moto_sequencer()
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request lines
+        from moto.server import ThreadedMotoServer
+
+        moto = ThreadedMotoServer(ip_address=HOST, port=o.s3_port, verbose=False)
+        moto.start()
+        self._stops.append(moto.stop)
+
+        import boto3
+
+        self.s3 = s3 = boto3.client("s3", endpoint_url=self.endpoint, region_name=REGION)
+        sqs = boto3.client("sqs", endpoint_url=self.endpoint, region_name=REGION)
+        s3.create_bucket(Bucket=o.bucket)
+        if data is None:
+            index_bucket = f"{o.bucket}-index"
+            s3.create_bucket(Bucket=index_bucket)
+            self.index_uri = wiring.index_uri(index_bucket)
+        else:
+            self.index_uri = str(data / "index")
+        dead = sqs.create_queue(
+            QueueName=f"{o.bucket}-ingest-dead-letters",
+            Attributes={"MessageRetentionPeriod": str(wiring.DEAD_LETTER_RETENTION_DAYS * 86400)},
+        )["QueueUrl"]
+        dead_arn = sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        queue_url = sqs.create_queue(
+            QueueName=f"{o.bucket}-ingest",
+            Attributes={
+                "VisibilityTimeout": str(wiring.visibility_timeout_seconds(config.ingestTimeoutSeconds)),
+                "MessageRetentionPeriod": str(wiring.QUEUE_RETENTION_DAYS * 86400),
+                "RedrivePolicy": json.dumps(
+                    {"deadLetterTargetArn": dead_arn, "maxReceiveCount": str(config.maxReceiveCount)}
+                ),
+            },
+        )["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        self.queue_url, self.dead_letters_url = queue_url, dead
+
+        restored: dict[str, str] = {}
+        if data is not None:
+            restored = self._restore(data / "images")
+
+        queue_config: dict[str, Any] = {
+            "QueueArn": queue_arn,
+            "Events": list(wiring.NOTIFICATION_EVENTS.values()),
+        }
+        rules = wiring.notification_filter_rules(config.notificationPrefix, config.notificationSuffix)
+        if rules:
+            queue_config["Filter"] = {"Key": {"FilterRules": rules}}
+        s3.put_bucket_notification_configuration(
+            Bucket=o.bucket, NotificationConfiguration={"QueueConfigurations": [queue_config]}
+        )
+
+        environments = {
+            wiring.INGEST: wiring.ingest_environment(index_uri=self.index_uri, code_bits=config.codeBits),
+            wiring.QUERY: wiring.query_environment(
+                index_uri=self.index_uri,
+                images_bucket=o.bucket,
+                default_metric=config.defaultMetric,
+                presign_seconds=config.presignSeconds,
+                cors_origins=config.corsOrigins,
+            ),
+            wiring.COMPACT: wiring.compact_environment(index_uri=self.index_uri),
+        }
+        base = dict(os.environ)
+        for spec, environment in environments.items():
+            os.environ.clear()
+            os.environ.update(
+                {**base, **wiring.function_environment(spec, environment, model_dir=str(model_dir))}
+            )
+            try:
+                self.modules[spec.name] = importlib.import_module(spec.module)
+            except Exception as error:
+                raise LocalStackError(
+                    f"the {spec.name} handler ({spec.module}) failed to start: {error}"
+                ) from error
+        os.environ.clear()
+        os.environ.update(base)
+
+        from .workers import CompactionWorker, IngestWorker
+
+        self.ingest = IngestWorker(
+            sqs=sqs,
+            queue_url=queue_url,
+            queue_arn=queue_arn,
+            handler=getattr(self.modules["ingest"], wiring.INGEST.handler.rsplit(".", 1)[1]),
+            batch_size=config.batchSize,
+            batch_window_seconds=config.batchWindowSeconds,
+            timeout_seconds=config.ingestTimeoutSeconds,
+            before=(lambda records: self._mirror(data / "images", records)) if data is not None else None,
+        )
+        self.ingest.start()
+        self._stops.insert(0, self.ingest.stop)
+        compaction = CompactionWorker(
+            handler=getattr(self.modules["compact"], wiring.COMPACT.handler.rsplit(".", 1)[1]),
+            every=o.compact_every,
+            timeout_seconds=config.compactTimeoutSeconds,
+        )
+        compaction.start()
+        self._stops.insert(0, compaction.stop)
+
+        if data is not None:
+            self._reconcile(restored)
+        if o.seed is not None:
+            self._seed(o.seed)
+
+        from .api import LocalApi
+
+        api = LocalApi(
+            handler=getattr(self.modules["query"], wiring.QUERY.handler.rsplit(".", 1)[1]),
+            api_key=self.api_key,
+            routes=wiring.ROUTES,
+            binary_media_types=wiring.BINARY_MEDIA_TYPES,
+            port=o.api_port,
+            timeout_seconds=config.queryTimeoutSeconds,
+        )
+        api.start()
+        self._stops.insert(0, api.stop)
+        self._banner()
+
+    def _isolate_environment(self) -> None:
+        """Fake credentials and moto's endpoint for every boto3 client, whatever the user's AWS set-up."""
+        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+            os.environ.pop(name, None)
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL": self.endpoint,  # boto3 >= 1.28 reads it for every client
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
+                "AWS_CONFIG_FILE": os.devnull,
+                "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+                "AWS_EC2_METADATA_DISABLED": "true",
+                "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
+                "POWERTOOLS_METRICS_DISABLED": "true",  # no CloudWatch: keep EMF lines off the console
+                "POWERTOOLS_LOG_LEVEL": self.options.log_level.upper(),
+                "POWERTOOLS_DEV": "false",
+                # Not set by the CDK stack (the handler's default is 5 s): new images show up within a second.
+                "REFRESH_SECONDS": os.environ.get("REFRESH_SECONDS", "1"),
+            }
+        )
+
+    # --- --data: the index on disk and a mirror of the images ---------------------------------------
+
+    def _check_data_dir(self, data: Path) -> None:
+        data.mkdir(parents=True, exist_ok=True)
+        marker = data / "local-stack.json"
+        if marker.is_file():
+            bucket = json.loads(marker.read_text()).get("bucket")
+            if bucket != self.options.bucket:
+                raise LocalStackError(
+                    f"--data {data} holds the bucket {bucket!r}, not {self.options.bucket!r}: "
+                    f"pass --bucket {bucket} or another --data folder"
+                )
+        else:
+            marker.write_text(json.dumps({"bucket": self.options.bucket}) + "\n")
+        (data / "images").mkdir(exist_ok=True)
+
+    def _restore(self, folder: Path) -> dict[str, str]:
+        """Put the mirrored images back (before the notification exists: no events). key → etag."""
+        restored: dict[str, str] = {}
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            key = path.relative_to(folder).as_posix()
+            body = path.read_bytes()
+            self.s3.put_object(Bucket=self.options.bucket, Key=key, Body=body, ContentType=content_type(key))
+            restored[key] = hashlib.md5(body).hexdigest()
+        if restored:
+            self.out(f"restored {len(restored)} image(s) from {folder}")
+        return restored
+
+    def _reconcile(self, restored: dict[str, str]) -> None:
+        """Re-send S3 events for what the index lacks or holds stale (a stop between mirror and index)."""
+        from ..errors import IndexNotFound
+        from ..index import ImageIndex
+        from ..search import Searcher
+
+        searcher = Searcher(ImageIndex.open(self.index_uri))
+        try:
+            searcher.refresh(force=True)
+            live = {k: r for k, r in searcher.live_refs().items() if r.bucket == self.options.bucket}
+        except IndexNotFound:
+            live = {}
+        bucket = self.options.bucket
+        stale = [k for k, etag in restored.items() if k not in live or live[k].etag != etag]
+        gone = [k for k in live if k not in restored]
+        for key in stale:  # the same bytes again: ObjectCreated → the ingest worker indexes it
+            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type(key))
+        for key in gone:  # an empty object then a delete: ObjectRemoved → a tombstone
+            self.s3.put_object(Bucket=bucket, Key=key, Body=b"")
+            self.s3.delete_object(Bucket=bucket, Key=key)
+        if stale or gone:
+            self.out(f"re-sent events for {len(stale)} image(s) missing from the index, {len(gone)} removed")
+
+    def _mirror(self, folder: Path, records: list[dict[str, Any]]) -> None:
+        """Make folder match the bucket for every key the batch names (state, not event order)."""
+        from lambdas.common.s3events import MalformedEvent, parse_body
+
+        keys: set[str] = set()
+        for record in records:
+            try:
+                keys.update(
+                    c.ref.key for c in parse_body(record["body"]) if c.ref.bucket == self.options.bucket
+                )
+            except MalformedEvent:
+                continue
+        for key in keys:
+            path = safe_path(folder, key)
+            if path is None:
+                self.out(f"warning: {key!r} cannot be mirrored under {folder}; it will not survive a restart")
+                continue
+            try:
+                body = self.s3.get_object(Bucket=self.options.bucket, Key=key)["Body"].read()
+            except self.s3.exceptions.NoSuchKey:
+                path.unlink(missing_ok=True)
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(path.name + ".partial")
+            partial.write_bytes(body)
+            partial.replace(path)
+
+    # --- seed and banner ----------------------------------------------------------------------------
+
+    def _seed(self, folder: Path) -> None:
+        from ..ingest import scan
+
+        files = scan([folder])
+        for file in files:
+            self.s3.put_object(
+                Bucket=self.options.bucket,
+                Key=file.key,
+                Body=file.path.read_bytes(),
+                ContentType=content_type(file.key),
+            )
+        self.out(f"seeded {len(files)} file(s) from {folder} into s3://{self.options.bucket}/ (indexing now)")
+
+    def _banner(self) -> None:
+        o = self.options
+        key = self.api_key
+        where = f"{o.data.resolve()} (kept between runs)" if o.data else "in memory (gone when stopped)"
+        lines = [
+            "",
+            "imgsearch local stack is up",
+            f"  search page   {self.api_url}/#key={key}",
+            f"  API           {self.api_url}   (x-api-key: {key})",
+            f"  S3 + SQS      {self.endpoint}   (moto; any credentials)",
+            f"  bucket        s3://{o.bucket}/",
+            f"  index         {self.index_uri}",
+            f"  state         {where}",
+            "",
+            "upload an image:",
+            f"  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local aws s3 cp photo.jpg s3://{o.bucket}/photo.jpg "
+            f"--endpoint-url {self.endpoint} --region {REGION}",
+            "search with it:",
+            f"  curl -s -H 'x-api-key: {key}' -H 'Content-Type: image/jpeg' --data-binary @photo.jpg "
+            f"'{self.api_url}/search?k=5'",
+            "health:",
+            f"  curl -s -H 'x-api-key: {key}' {self.api_url}/health",
+            "",
+            "Ctrl-C stops everything.",
+        ]
+        self.out("\n".join(lines))
+
+    # --- run and stop -------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        for stop in self._stops:
+            try:
+                stop()
+            except Exception as error:  # keep stopping the rest
+                print(f"while stopping: {error}", file=sys.stderr)
+        self._stops.clear()
+
+    def _watch_parent(self) -> None:
+        """With IMGSEARCH_LOCAL_PARENT_PID set (the tests do), stop when that process is gone."""
+        text = os.environ.get("IMGSEARCH_LOCAL_PARENT_PID", "")
+        if not text.isdigit():
+            return
+        parent = int(text)
+
+        def watch() -> None:
+            while not self.stopping.wait(1.0):
+                try:
+                    os.kill(parent, 0)
+                except ProcessLookupError:
+                    self.out(f"parent process {parent} is gone: stopping")
+                    self.stopping.set()
+                except PermissionError:
+                    pass
+
+        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+    def run(self) -> None:
+        """Start, then block until Ctrl-C or SIGTERM; always stop what was started."""
+
+        def ask_to_stop(signum: int, _frame: Any) -> None:
+            self.stopping.set()
+
+        previous = {s: signal.signal(s, ask_to_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        self._watch_parent()
+        try:
+            self.start()
+            while not self.stopping.wait(0.5):
+                pass
+            self.out("stopping…")
+        finally:
+            self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        self.out("stopped")

@@ -1,0 +1,125 @@
+"""How the pieces are wired, in one place for the CDK stack and the local stack (`imgsearch local up`).
+
+Pure Python: no aws_cdk import, so the local stack can use it without the CDK installed. The CDK
+constructs (stacks/storage.py, ingest.py, query_api.py, compaction.py, functions.py) read these
+names, and imgsearch/local/ creates the same bucket notification, queue, redrive policy and function
+environments from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+# --- storage ----------------------------------------------------------------------------------------
+
+INDEX_PREFIX = "index"  # the index lives under s3://<index bucket>/index/
+
+
+def index_uri(index_bucket: str) -> str:
+    return f"s3://{index_bucket}/{INDEX_PREFIX}"
+
+
+# --- ingest: S3 → SQS (with a dead-letter queue) → ingest function ---------------------------------
+
+# S3 notification event types: CDK's s3.EventType member name → the S3 API event name.
+NOTIFICATION_EVENTS: Mapping[str, str] = {
+    "OBJECT_CREATED": "s3:ObjectCreated:*",
+    "OBJECT_REMOVED": "s3:ObjectRemoved:*",
+}
+QUEUE_VISIBILITY_FACTOR = 6  # visibility timeout = 6 × the ingest timeout (AWS guidance for SQS → Lambda)
+QUEUE_RETENTION_DAYS = 4
+DEAD_LETTER_RETENTION_DAYS = 14
+REPORT_BATCH_ITEM_FAILURES = True
+
+
+def visibility_timeout_seconds(ingest_timeout_seconds: int) -> int:
+    return QUEUE_VISIBILITY_FACTOR * ingest_timeout_seconds
+
+
+def notification_filter_rules(prefix: str, suffix: str) -> list[dict[str, str]]:
+    """The S3 API's key filter (Filter.Key.FilterRules) for a notification prefix and suffix."""
+    rules = []
+    if prefix:
+        rules.append({"Name": "prefix", "Value": prefix})
+    if suffix:
+        rules.append({"Name": "suffix", "Value": suffix})
+    return rules
+
+
+# --- functions ---------------------------------------------------------------------------------------
+
+MODEL_DIR = "/opt/model"  # where the model layer's model/ folder is mounted in Lambda
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """One function: its handler (dotted path) and whether it needs the model layer."""
+
+    name: str
+    handler: str
+    with_model: bool
+
+    @property
+    def module(self) -> str:
+        return self.handler.rsplit(".", 1)[0]
+
+
+INGEST = FunctionSpec("ingest", "lambdas.ingest.handler.handler", with_model=True)
+QUERY = FunctionSpec("query", "lambdas.query.handler.handler", with_model=True)
+COMPACT = FunctionSpec("compact", "lambdas.compact.handler.handler", with_model=False)
+
+COMMON_ENVIRONMENT: Mapping[str, str] = {
+    "POWERTOOLS_SERVICE_NAME": "imgsearch",
+    "POWERTOOLS_METRICS_NAMESPACE": "ImgSearch",
+}
+
+
+def ingest_environment(*, index_uri: str, code_bits: int) -> dict[str, str]:
+    return {"INDEX_URI": index_uri, "CODE_BITS": str(code_bits)}
+
+
+def query_environment(
+    *,
+    index_uri: str,
+    images_bucket: str,
+    default_metric: str,
+    presign_seconds: int,
+    cors_origins: tuple[str, ...] = (),
+) -> dict[str, str]:
+    return {
+        "INDEX_URI": index_uri,
+        "IMAGES_BUCKET": images_bucket,
+        "DEFAULT_METRIC": default_metric,
+        "PRESIGN_SECONDS": str(presign_seconds),
+        "CORS_ORIGINS": ",".join(cors_origins),
+    }
+
+
+def compact_environment(*, index_uri: str) -> dict[str, str]:
+    return {"INDEX_URI": index_uri, "COMPACT_THREADS": "0"}
+
+
+def function_environment(
+    spec: FunctionSpec, environment: Mapping[str, str], *, model_dir: str = MODEL_DIR
+) -> dict[str, str]:
+    """Everything a function's environment holds: the shared Powertools names, MODEL_DIR, its own."""
+    return {
+        **COMMON_ENVIRONMENT,
+        **({"MODEL_DIR": model_dir} if spec.with_model else {}),
+        **environment,
+    }
+
+
+# --- query API ---------------------------------------------------------------------------------------
+
+BINARY_MEDIA_TYPES = ("image/*", "application/octet-stream")
+SEARCH_PARAMETERS = ("k", "metric", "min_score", "prefix", "offset")
+API_KEY_HEADER = "x-api-key"
+# (method, API Gateway resource path, API key required): what the REST API routes to the query function.
+ROUTES: tuple[tuple[str, str, bool], ...] = (
+    ("GET", "/", False),  # the search page (it asks the user for the key)
+    ("POST", "/search", True),
+    ("GET", "/similar/{key+}", True),
+    ("GET", "/health", True),
+)
