@@ -1,7 +1,12 @@
-"""Compaction: one instance at a time (reserved concurrency 1), on an EventBridge schedule."""
+"""Compaction: one instance at a time (reserved concurrency 1), on an EventBridge schedule and on demand.
+
+On demand: the ingest function invokes it asynchronously once the manifest lists more than
+compactAfterSegments segments (stacks/ingest.py, Ingest.trigger_compaction).
+"""
 
 from __future__ import annotations
 
+from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from constructs import Construct
@@ -9,7 +14,7 @@ from constructs import Construct
 from .functions import Assets, python_function
 from .ingest import grant_index_access
 from .storage import Storage
-from .wiring import COMPACT, compact_environment
+from .wiring import COMPACT, COMPACT_INVOKE_MAX_EVENT_AGE_SECONDS, compact_environment
 
 
 class Compaction(Construct):
@@ -29,6 +34,7 @@ class Compaction(Construct):
             self,
             "Function",
             assets=assets,
+            file_system=storage.file_system,
             spec=COMPACT,
             memory_mb=memory_mb,
             timeout_seconds=timeout_seconds,
@@ -37,6 +43,13 @@ class Compaction(Construct):
             description="imgsearch compaction: fold segments and tombstones into one base segment",
         )
         grant_index_access(self.function, storage, write=True, tag=True)
+        # Asynchronous invokes (the schedule, the ingest function's threshold trigger): an invoke that
+        # arrives while a compaction runs is throttled (reserved concurrency 1) and retried by Lambda's
+        # queue; drop it after a minute instead of letting duplicates pile up, and do not retry a
+        # failed run (the next trigger or schedule catches up; a cut-short run changed nothing).
+        self.function.configure_async_invoke(
+            max_event_age=Duration.seconds(COMPACT_INVOKE_MAX_EVENT_AGE_SECONDS), retry_attempts=0
+        )
         self.rule = events.Rule(
             self,
             "Schedule",

@@ -11,7 +11,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCHITECTURES = ("arm64", "x86_64")
-INDEX_STORES = ("s3",)  # "efs" is described in docs/DEPLOY.md but not built by this stack yet
+INDEX_STORES = ("s3", "efs")  # the index on an S3 bucket, or on EFS mounted by the functions
 METRICS = ("hybrid", "cosine", "hamming")
 
 
@@ -47,6 +47,7 @@ class StageConfig:
     imagesVersioned: bool = False
     retiredGraceDays: int = 1
     compactSchedule: str = "rate(15 minutes)"
+    compactAfterSegments: int = 32  # 0: on the schedule only (stacks.wiring.DEFAULT_COMPACT_AFTER_SEGMENTS)
     alarmEmail: str = ""
     assetsDir: str = ""  # default: layers/build/<architecture> (made by `make layers`)
 
@@ -119,9 +120,7 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
         "stage", r"[a-z][a-z0-9-]{0,19}", "1-20 lower-case letters, digits or hyphens, starting with a letter"
     ),
     "architecture": _choice("architecture", ARCHITECTURES),
-    "indexStore": _choice(
-        "indexStore", INDEX_STORES, " (efs is not built by this stack yet: see docs/DEPLOY.md)"
-    ),
+    "indexStore": _choice("indexStore", INDEX_STORES),
     "ingestMemoryMb": _int("ingestMemoryMb", 1024, 10240),
     "queryMemoryMb": _int("queryMemoryMb", 1024, 10240),
     "compactMemoryMb": _int("compactMemoryMb", 1024, 10240),
@@ -145,6 +144,7 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "compactSchedule": _text(
         "compactSchedule", r"(rate|cron)\(.+\)", "an EventBridge expression such as rate(15 minutes)"
     ),
+    "compactAfterSegments": _int("compactAfterSegments", 0, 10_000),
     "alarmEmail": _text("alarmEmail", r"(|[^@\s]+@[^@\s]+\.[^@\s]+)", "an e-mail address (or empty)"),
     "assetsDir": _text("assetsDir", r".*", "a folder"),
 }

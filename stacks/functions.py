@@ -9,7 +9,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from .nag import BASIC_EXECUTION, suppress
+from .filesystem import IndexFileSystem
+from .nag import BASIC_EXECUTION, VPC_ACCESS_EXECUTION, suppress
 from .wiring import FunctionSpec, function_environment
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12  # the layers are built for cp312 (layers/build.py)
@@ -53,7 +54,9 @@ def python_function(
     environment: dict[str, str],
     description: str,
     reserved_concurrency: int | None = None,
+    file_system: IndexFileSystem | None = None,
 ) -> lambda_.Function:
+    """A function of the stack; with `file_system`, placed in its VPC with the index mounted at /mnt/index."""
     log_group = logs.LogGroup(
         scope,
         f"{construct_id}Logs",
@@ -75,14 +78,29 @@ def python_function(
         log_group=log_group,
         reserved_concurrent_executions=reserved_concurrency,
         description=description,
+        **(file_system.function_options() if file_system else {}),
     )
+    managed = "AWSLambdaBasicExecutionRole only lets the function write its own CloudWatch logs."
+    wildcard = "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level scoping (Resource: *)."
+    if file_system:
+        managed += (
+            " AWSLambdaVPCAccessExecutionRole only lets Lambda manage the function's network interfaces"
+            " in the index file system's VPC."
+        )
+        wildcard += (
+            " elasticfilesystem:ClientMount is on Resource * only with the condition"
+            " elasticfilesystem:AccessPointArn = the index access point (CDK's EFS mount grant)."
+        )
     suppress(
         function,
         {
-            "AwsSolutions-IAM4": "AWSLambdaBasicExecutionRole only lets the function write its own CloudWatch logs.",
-            "AwsSolutions-IAM5": "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level scoping (Resource: *).",
+            "AwsSolutions-IAM4": managed,
+            "AwsSolutions-IAM5": wildcard,
             "AwsSolutions-L1": "Python 3.12 on purpose: the dependency layer is built for cp312 manylinux_2_28 (layers/build.py).",
         },
-        applies_to={"AwsSolutions-IAM4": [BASIC_EXECUTION], "AwsSolutions-IAM5": ["Resource::*"]},
+        applies_to={
+            "AwsSolutions-IAM4": [BASIC_EXECUTION] + ([VPC_ACCESS_EXECUTION] if file_system else []),
+            "AwsSolutions-IAM5": ["Resource::*"],
+        },
     )
     return function

@@ -25,7 +25,11 @@ class ImgSearchStack(Stack):
             lambda_.Architecture.ARM_64 if config.architecture == "arm64" else lambda_.Architecture.X86_64
         )
         storage = Storage(
-            self, "Storage", versioned=config.imagesVersioned, retired_grace_days=config.retiredGraceDays
+            self,
+            "Storage",
+            versioned=config.imagesVersioned,
+            retired_grace_days=config.retiredGraceDays,
+            index_store=config.indexStore,
         )
         assets = Assets(self, "Assets", folder=config.assets, architecture=architecture)
         ingest = Ingest(
@@ -66,6 +70,7 @@ class ImgSearchStack(Stack):
             timeout_seconds=config.compactTimeoutSeconds,
             schedule=config.compactSchedule,
         )
+        ingest.trigger_compaction(compaction.function, after_segments=config.compactAfterSegments)
         Monitoring(
             self,
             "Monitoring",
@@ -78,7 +83,16 @@ class ImgSearchStack(Stack):
         CfnOutput(
             self, "ImagesBucketName", value=storage.images.bucket_name, description="upload images here"
         )
-        CfnOutput(self, "IndexBucketName", value=storage.index.bucket_name)
+        if storage.index is not None:
+            CfnOutput(self, "IndexBucketName", value=storage.index.bucket_name)
+        if storage.file_system is not None:
+            CfnOutput(
+                self,
+                "IndexFileSystemId",
+                value=storage.file_system.file_system.file_system_id,
+                description="the index (mounted at /mnt/index through the access point)",
+            )
+            CfnOutput(self, "IndexAccessPointId", value=storage.file_system.access_point.access_point_id)
         CfnOutput(self, "ApiUrl", value=query.api.url, description="base URL of the query API")
         CfnOutput(
             self,

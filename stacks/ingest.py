@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
@@ -20,6 +21,7 @@ from .wiring import (
     NOTIFICATION_EVENTS,
     QUEUE_RETENTION_DAYS,
     REPORT_BATCH_ITEM_FAILURES,
+    compaction_trigger_environment,
     ingest_environment,
     visibility_timeout_seconds,
 )
@@ -78,6 +80,7 @@ class Ingest(Construct):
             self,
             "Function",
             assets=assets,
+            file_system=storage.file_system,
             spec=INGEST,
             memory_mb=memory_mb,
             timeout_seconds=timeout_seconds,
@@ -94,6 +97,26 @@ class Ingest(Construct):
         )
         grant_image_reads(self.function, storage)
         grant_index_access(self.function, storage, write=True)
+        self._file_system = storage.file_system
+
+    def trigger_compaction(self, compaction: lambda_.IFunction, *, after_segments: int) -> None:
+        """Invoke `compaction` asynchronously once the manifest lists more than `after_segments` segments.
+
+        0 leaves the schedule alone in charge (no variable, no permission). On EFS the function sits
+        in isolated subnets, so the Lambda API is reached through an interface endpoint (filesystem.py).
+        """
+        if not after_segments:
+            return
+        environment = compaction_trigger_environment(
+            function_name=compaction.function_name, after_segments=after_segments
+        )
+        for name, value in environment.items():
+            self.function.add_environment(name, value)
+        self.function.add_to_role_policy(  # this one function, not its versions or aliases (no `:*`)
+            iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[compaction.function_arn])
+        )
+        if self._file_system is not None:
+            self._file_system.lambda_endpoint(invoke=compaction, callers=self.function)
 
 
 def grant_image_reads(function: iam.IGrantable, storage: Storage) -> None:
@@ -114,7 +137,12 @@ def grant_image_reads(function: iam.IGrantable, storage: Storage) -> None:
 
 
 def grant_index_access(function: iam.IGrantable, storage: Storage, *, write: bool, tag: bool = False) -> None:
-    """The index prefix only: read; write new objects (segments, manifest by CAS); tag superseded ones."""
+    """The index prefix only: read; write new objects (segments, manifest by CAS); tag superseded ones.
+
+    On EFS nothing to do here: mounting the access point grants ClientMount/ClientWrite (filesystem.py).
+    """
+    if storage.index is None:
+        return
     actions = (
         ["s3:GetObject"]
         + (["s3:PutObject"] if write else [])

@@ -6,6 +6,9 @@ from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import IConstruct
 
 BASIC_EXECUTION = "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+VPC_ACCESS_EXECUTION = (
+    "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+)
 
 
 def suppress(

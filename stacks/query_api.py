@@ -39,6 +39,7 @@ class QueryApi(Construct):
             self,
             "Function",
             assets=assets,
+            file_system=storage.file_system,
             spec=QUERY,
             memory_mb=memory_mb,
             timeout_seconds=timeout_seconds,

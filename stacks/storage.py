@@ -1,4 +1,4 @@
-"""Storage: the images bucket (what users upload), the index bucket (segments + manifest), access logs."""
+"""Storage: the images bucket (what users upload), the index (S3 bucket or EFS: segments + manifest), access logs."""
 
 from __future__ import annotations
 
@@ -6,15 +6,24 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from .filesystem import IndexFileSystem
 from .nag import suppress
-from .wiring import index_uri
+from .wiring import EFS_MOUNT_PATH, index_uri
 
 RETIRED_TAG = ("imgsearch-retired", "true")  # imgsearch.store.RETIRED_TAG: superseded index objects
 
 
 class Storage(Construct):
+    """The images bucket, and the index: on S3 (the index bucket) or on EFS (`index_store="efs"`)."""
+
     def __init__(
-        self, scope: Construct, construct_id: str, *, versioned: bool, retired_grace_days: int
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        versioned: bool,
+        retired_grace_days: int,
+        index_store: str = "s3",
     ) -> None:
         super().__init__(scope, construct_id)
         self.logs = s3.Bucket(
@@ -42,6 +51,13 @@ class Storage(Construct):
             server_access_logs_prefix="images/",
             removal_policy=RemovalPolicy.RETAIN,
         )
+        # On EFS there is no index bucket: the core LocalStore moves superseded objects to .retired/
+        # and deletes them itself after its grace period, so no lifecycle rule is needed either.
+        self.index: s3.Bucket | None = None
+        self.file_system: IndexFileSystem | None = None
+        if index_store == "efs":
+            self.file_system = IndexFileSystem(self, "IndexFileSystem")
+            return
         self.index = s3.Bucket(
             self,
             "Index",
@@ -65,4 +81,4 @@ class Storage(Construct):
 
     @property
     def index_uri(self) -> str:
-        return index_uri(self.index.bucket_name)
+        return EFS_MOUNT_PATH if self.index is None else index_uri(self.index.bucket_name)

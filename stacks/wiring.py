@@ -20,6 +20,12 @@ def index_uri(index_bucket: str) -> str:
     return f"s3://{index_bucket}/{INDEX_PREFIX}"
 
 
+# The index on EFS (context indexStore=efs): every function mounts the access point here.
+EFS_MOUNT_PATH = "/mnt/index"  # INDEX_URI in EFS mode
+EFS_ACCESS_POINT_PATH = "/imgsearch-index"  # the access point's root directory on the file system
+EFS_POSIX_ID = "1001"  # uid and gid the functions act as on the file system (and own the root with)
+
+
 # --- ingest: S3 → SQS (with a dead-letter queue) → ingest function ---------------------------------
 
 # S3 notification event types: CDK's s3.EventType member name → the S3 API event name.
@@ -77,6 +83,17 @@ COMMON_ENVIRONMENT: Mapping[str, str] = {
 
 def ingest_environment(*, index_uri: str, code_bits: int) -> dict[str, str]:
     return {"INDEX_URI": index_uri, "CODE_BITS": str(code_bits)}
+
+
+# Compaction on demand: the ingest function invokes the compaction function (asynchronously) once the
+# manifest lists more than COMPACT_AFTER_SEGMENTS segments. Without COMPACT_FUNCTION_NAME (the local
+# stack, whose compaction worker runs on a timer) the ingest function never invokes anything.
+DEFAULT_COMPACT_AFTER_SEGMENTS = 32
+COMPACT_INVOKE_MAX_EVENT_AGE_SECONDS = 60  # a throttled duplicate (one compaction already runs) is dropped
+
+
+def compaction_trigger_environment(*, function_name: str, after_segments: int) -> dict[str, str]:
+    return {"COMPACT_FUNCTION_NAME": function_name, "COMPACT_AFTER_SEGMENTS": str(after_segments)}
 
 
 def query_environment(

@@ -7,6 +7,7 @@ A non-image, corrupt or empty object is a recorded rejection, not a failure: ret
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,12 +36,16 @@ CODE_BITS = config.integer("CODE_BITS", DEFAULT_BITS, low=8, high=4096)
 if CODE_BITS % 8:
     raise config.ConfigError(f"CODE_BITS={CODE_BITS} must be a multiple of 8")
 MAX_OBJECT_BYTES = config.integer("MAX_OBJECT_BYTES", 50 * 1024 * 1024, low=1, high=5 * 1024**3)
+# Compaction on demand (besides its schedule): unset function name → never invoked (the local stack).
+COMPACT_FUNCTION = config.optional("COMPACT_FUNCTION_NAME")
+COMPACT_AFTER_SEGMENTS = config.integer("COMPACT_AFTER_SEGMENTS", 32, low=0, high=10_000)  # 0: off
 
 logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
 processor = BatchProcessor(event_type=EventType.SQS)
 s3 = boto3.client("s3")
+lambda_client = boto3.client("lambda")
 embedder = Embedder.load(Path(MODEL_DIR))
 index = ImageIndex.open(INDEX_URI)
 _ensured = False
@@ -157,7 +162,39 @@ def flush() -> dict[str, Any]:
         "embed_ms": round(embed_ms, 1),
     }
     logger.info("segment appended", extra=summary)
+    request_compaction()
     return summary
+
+
+@tracer.capture_method
+def request_compaction() -> bool:
+    """Invoke the compaction function asynchronously once the manifest lists too many segments.
+
+    The segment is already committed, so a failed invoke is logged, not raised (the schedule catches
+    up). Compaction runs single-instance (reserved concurrency 1): an invoke while one runs is
+    throttled, retried by Lambda's async queue and dropped after a minute (the stack's invoke config).
+    """
+    if not COMPACT_FUNCTION or not COMPACT_AFTER_SEGMENTS:
+        return False
+    segments = 0
+    try:
+        segments = len(index.manifest().segments)  # one small GET (S3) or read (EFS)
+        if segments <= COMPACT_AFTER_SEGMENTS:
+            return False
+        lambda_client.invoke(
+            FunctionName=COMPACT_FUNCTION,
+            InvocationType="Event",
+            Payload=json.dumps({"action": "auto", "reason": "segments", "segments": segments}).encode(),
+        )
+    except Exception as error:  # best effort after the commit: raising would make SQS retry the batch
+        logger.warning(
+            "could not request compaction; the schedule will run it",
+            extra={"segments": segments, "error": f"{type(error).__name__}: {error}"},
+        )
+        return False
+    logger.info("compaction requested", extra={"segments": segments, "threshold": COMPACT_AFTER_SEGMENTS})
+    metrics.add_metric(name="CompactionRequested", unit=MetricUnit.Count, value=1)
+    return True
 
 
 @logger.inject_lambda_context

@@ -33,7 +33,7 @@ def test_defaults_are_valid(tmp_path: Path) -> None:
         ({"stage": "Prod_1"}, "stage='Prod_1' must be"),
         ({"ingestMemoryMb": 64}, r"ingestMemoryMb=64 is out of range \(allowed: 1024..10240\)"),
         ({"queryTimeoutSeconds": 60}, r"queryTimeoutSeconds=60 is out of range \(allowed: 3..29\)"),
-        ({"indexStore": "dynamodb"}, "indexStore='dynamodb' is not one of s3"),
+        ({"indexStore": "dynamodb"}, "indexStore='dynamodb' is not one of s3, efs"),
         ({"codeBits": 100}, "codeBits=100 must be a multiple of 8"),
         ({"defaultMetric": "l2"}, "defaultMetric='l2' is not one of hybrid, cosine, hamming"),
         ({"presignSeconds": "soon"}, "presignSeconds='soon' is not a whole number"),
@@ -42,6 +42,7 @@ def test_defaults_are_valid(tmp_path: Path) -> None:
         ({"corsOrigins": ["example.com"]}, "corsOrigins has 'example.com'"),
         ({"compactSchedule": "every hour"}, "compactSchedule='every hour' must be an EventBridge expression"),
         ({"imagesVersioned": "maybe"}, "imagesVersioned='maybe' must be true or false"),
+        ({"compactAfterSegments": -1}, r"compactAfterSegments=-1 is out of range \(allowed: 0..10000\)"),
         (
             {"throttleRateLimit": 50, "throttleBurstLimit": 10},
             "throttleBurstLimit must be at least throttleRateLimit",

@@ -184,6 +184,68 @@ def test_compaction_runs_alone_on_a_schedule(synth) -> None:
     )
 
 
+def _logical_id(template: Template, handler: str) -> str:
+    (name,) = [
+        n
+        for n, f in _resources(template, "AWS::Lambda::Function").items()
+        if f["Properties"].get("Handler") == handler
+    ]
+    return name
+
+
+def test_ingest_may_invoke_only_the_compaction_function_past_the_segment_threshold(synth) -> None:
+    _, template = synth(compactAfterSegments=8)
+    compaction = _logical_id(template, "lambdas.compact.handler.handler")
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Handler": "lambdas.ingest.handler.handler",
+            "Environment": {
+                "Variables": Match.object_like(
+                    {"COMPACT_FUNCTION_NAME": {"Ref": compaction}, "COMPACT_AFTER_SEGMENTS": "8"}
+                )
+            },
+        },
+    )
+    invokes = [s for s in _statements(template) if "lambda:InvokeFunction" in json.dumps(s["Action"])]
+    assert invokes == [
+        {
+            "Action": "lambda:InvokeFunction",
+            "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": [compaction, "Arn"]},
+        }
+    ]
+    ingest_role = _resources(template, "AWS::Lambda::Function")[
+        _logical_id(template, "lambdas.ingest.handler.handler")
+    ]["Properties"]["Role"]["Fn::GetAtt"][0]
+    (policy,) = [
+        p
+        for p in _resources(template, "AWS::IAM::Policy").values()
+        if "lambda:InvokeFunction" in json.dumps(p["Properties"]["PolicyDocument"])
+    ]
+    assert policy["Properties"]["Roles"] == [{"Ref": ingest_role}]
+
+
+def test_throttled_compaction_invokes_expire_instead_of_piling_up(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::Lambda::EventInvokeConfig",
+        {
+            "FunctionName": {"Ref": _logical_id(template, "lambdas.compact.handler.handler")},
+            "MaximumEventAgeInSeconds": 60,
+            "MaximumRetryAttempts": 0,
+        },
+    )
+
+
+def test_segment_threshold_zero_leaves_compaction_to_the_schedule(synth) -> None:
+    _, template = synth(compactAfterSegments=0)
+    env = _resources(template, "AWS::Lambda::Function")[
+        _logical_id(template, "lambdas.ingest.handler.handler")
+    ]["Properties"]["Environment"]["Variables"]
+    assert "COMPACT_FUNCTION_NAME" not in env
+    assert not [s for s in _statements(template) if "lambda:InvokeFunction" in json.dumps(s["Action"])]
+
+
 def test_rest_api_needs_an_api_key_accepts_binary_images_and_is_throttled(synth) -> None:
     _, template = synth(throttleRateLimit=5, throttleBurstLimit=10)
     template.has_resource_properties(
@@ -312,7 +374,10 @@ def test_the_cdk_stack_and_the_local_stack_share_one_wiring(template: Template) 
     assert sorted(e for q in config["QueueConfigurations"] for e in q["Events"]) == sorted(
         wiring.NOTIFICATION_EVENTS.values()
     )
-    handlers = {f["Properties"]["Handler"]: f["Properties"] for f in _resources(template, "AWS::Lambda::Function").values()}
+    handlers = {
+        f["Properties"]["Handler"]: f["Properties"]
+        for f in _resources(template, "AWS::Lambda::Function").values()
+    }
     for spec in (wiring.INGEST, wiring.QUERY, wiring.COMPACT):
         env = handlers[spec.handler]["Environment"]["Variables"]
         assert ("MODEL_DIR" in env) == spec.with_model
