@@ -210,14 +210,17 @@ class S3Store(Store):
 
 
 def open_store(location: str | Path, *, endpoint_url: str | None = None) -> Store:
-    """`s3://bucket/prefix` or a directory path."""
+    """`s3://bucket/prefix` or a directory path.
+
+    A directory store keeps retired objects for $IMGSEARCH_RETIRED_GRACE_SECONDS (default an hour).
+    """
     text = str(location)
     if text.startswith("s3://"):
         bucket, _, prefix = text[5:].partition("/")
         if not bucket:
             raise ValueError(f"{text!r} names no bucket: use s3://BUCKET/PREFIX")
         return S3Store(bucket, prefix, endpoint_url=endpoint_url)
-    return LocalStore(text)
+    return LocalStore(text, grace_seconds=float(os.environ.get("IMGSEARCH_RETIRED_GRACE_SECONDS", "3600")))
 
 
 def _etag(data: bytes) -> str:

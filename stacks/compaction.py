@@ -28,6 +28,7 @@ class Compaction(Construct):
         memory_mb: int,
         timeout_seconds: int,
         schedule: str,
+        retired_grace_days: int = 1,
     ) -> None:
         super().__init__(scope, construct_id)
         self.function = python_function(
@@ -38,7 +39,7 @@ class Compaction(Construct):
             spec=COMPACT,
             memory_mb=memory_mb,
             timeout_seconds=timeout_seconds,
-            environment=compact_environment(index_uri=storage.index_uri),
+            environment=compact_environment(index_uri=storage.index_uri, retired_grace_days=retired_grace_days),
             reserved_concurrency=1,
             description="imgsearch compaction: fold segments and tombstones into one base segment",
         )

@@ -69,6 +69,7 @@ class ImgSearchStack(Stack):
             memory_mb=config.compactMemoryMb,
             timeout_seconds=config.compactTimeoutSeconds,
             schedule=config.compactSchedule,
+            retired_grace_days=config.retiredGraceDays,
         )
         ingest.trigger_compaction(compaction.function, after_segments=config.compactAfterSegments)
         Monitoring(

@@ -113,8 +113,14 @@ def query_environment(
     }
 
 
-def compact_environment(*, index_uri: str) -> dict[str, str]:
-    return {"INDEX_URI": index_uri, "COMPACT_THREADS": "0"}
+def compact_environment(*, index_uri: str, retired_grace_days: int = 1) -> dict[str, str]:
+    # On a directory index (EFS) the store itself deletes retired objects after this grace period;
+    # on S3 the lifecycle rule does (imgsearch.store.LocalStore / RETIRED_TAG).
+    return {
+        "INDEX_URI": index_uri,
+        "COMPACT_THREADS": "0",
+        "IMGSEARCH_RETIRED_GRACE_SECONDS": str(retired_grace_days * 86400),
+    }
 
 
 def function_environment(

@@ -184,6 +184,17 @@ def test_compaction_runs_alone_on_a_schedule(synth) -> None:
     )
 
 
+def test_compaction_is_told_the_retired_grace_period(synth) -> None:
+    _, template = synth(retiredGraceDays=3)
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Handler": "lambdas.compact.handler.handler",
+            "Environment": {"Variables": Match.object_like({"IMGSEARCH_RETIRED_GRACE_SECONDS": "259200"})},
+        },
+    )
+
+
 def _logical_id(template: Template, handler: str) -> str:
     (name,) = [
         n

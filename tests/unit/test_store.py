@@ -194,3 +194,10 @@ def test_local_store_refuses_names_escaping_its_directory(tmp_path: Path) -> Non
     with pytest.raises(ValueError, match="escapes"):
         store.write("../outside", b"x")
     assert not (tmp_path / "outside").exists()
+
+
+def test_a_directory_store_takes_its_grace_period_from_the_environment(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("IMGSEARCH_RETIRED_GRACE_SECONDS", "120")
+    store = open_store(tmp_path / "index")
+    assert isinstance(store, LocalStore)
+    assert store.grace_seconds == 120.0
