@@ -22,7 +22,14 @@ KEEP_REJECTIONS = 1000  # newest rejection records a compacted base keeps (the c
 
 
 def model_info(spec: ModelSpec) -> dict[str, object]:
-    return {"name": spec.name, "sha256": spec.sha256, "dim": spec.output_dim}
+    return {
+        "name": spec.name,
+        "sha256": spec.sha256,
+        "dim": spec.output_dim,
+        "input_size": spec.input_size,
+        "resize": spec.resize,
+        "fingerprint": spec.fingerprint,
+    }
 
 
 def encoder_object(version: str) -> str:
@@ -291,10 +298,13 @@ class ImageIndex:
 
 
 def check_model(manifest: Manifest, spec: ModelSpec) -> None:
-    if manifest.model.get("sha256") != spec.sha256:
+    """Vectors are comparable only from the same model file with the same preprocessing."""
+    built = manifest.model
+    if built.get("sha256") != spec.sha256 or built.get("fingerprint", spec.fingerprint) != spec.fingerprint:
         raise ModelMismatch(
-            f"the index was built with model {manifest.model.get('name')} "
-            f"(sha256 {str(manifest.model.get('sha256'))[:12]}…) but {spec.name} "
-            f"(sha256 {spec.sha256[:12]}…) is loaded: point IMGSEARCH_MODEL_DIR at the index's model, "
-            "or build a new index"
+            f"the index was built with model {built.get('name')} (sha256 {str(built.get('sha256'))[:12]}…, "
+            f"input {built.get('input_size')} px, {built.get('resize')}) but {spec.name} "
+            f"(sha256 {spec.sha256[:12]}…, input {spec.input_size} px, {spec.resize}) is loaded: point "
+            "IMGSEARCH_MODEL_DIR at the index's model (or rebuild it with `imgsearch build-model "
+            f"--input-size {built.get('input_size')}`), or build a new index"
         )

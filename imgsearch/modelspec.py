@@ -51,6 +51,12 @@ class ModelSpec:
         if self.input_size < 8 or self.output_dim < 1:
             raise ValueError("input_size and output_dim must be positive")
 
+    @property
+    def fingerprint(self) -> str:
+        """The model file plus everything that shapes its input: equal fingerprints, comparable vectors."""
+        facts = [self.sha256, self.input_size, self.resize, self.crop_ratio, self.mean, self.std, self.pixel_scale]
+        return hashlib.sha256(json.dumps(facts).encode()).hexdigest()[:16]
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
 

@@ -306,6 +306,14 @@ def test_ensure_with_a_model_of_another_checksum_raises_model_mismatch(
     assert index.manifest().generation == generation
 
 
+def test_the_same_model_file_at_another_input_size_raises_model_mismatch(
+    index: ImageIndex, spec: ModelSpec
+) -> None:
+    resized = dataclasses.replace(spec, input_size=spec.input_size * 2)
+    with pytest.raises(ModelMismatch, match=rf"input {spec.input_size} px.*input {spec.input_size * 2} px"):
+        index.ensure(resized, bits=64)
+
+
 def test_an_empty_location_raises_index_not_found_with_a_hint(tmp_path: Path) -> None:
     index = ImageIndex.open(str(tmp_path / "nothing-here"))
 

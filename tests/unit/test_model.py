@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from imgsearch.build_model import DEFAULT_INPUT_SIZE
 from imgsearch.embed import Embedder, Preprocessor
 from imgsearch.errors import ModelNotFound
 from imgsearch.modelspec import MANIFEST_NAME, ModelSpec, sha256_file
@@ -318,7 +319,7 @@ def test_build_model_manifest(built) -> None:
     spec = calls[-1][0]
     written = json.loads((model_dir / MANIFEST_NAME).read_text())
     assert written["name"] == MODEL_NAME
-    assert written["input_size"] == 224 and written["resize"] == "crop"
+    assert written["input_size"] == DEFAULT_INPUT_SIZE and written["resize"] == "crop"
     assert tuple(written["mean"]) == MEAN and tuple(written["std"]) == STD
     assert written["input_name"] == "pixels" and written["output_name"] == "features"
     assert written["output_dim"] == 1280
