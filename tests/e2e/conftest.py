@@ -7,7 +7,6 @@ whole group if it lingers. It is also told the test run's pid, so it stops by it
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import signal
@@ -23,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+
+from ..imagegen import synthetic_image as _synthetic_image
 
 ROOT = Path(__file__).resolve().parents[2]
 DATASETS = ROOT.parent / "shared" / "datasets"
@@ -40,20 +39,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def synthetic_image(seed: int, size: int = 160) -> bytes:
-    """A JPEG whose content differs clearly from every other seed's."""
-    rng = np.random.default_rng(seed)
-    base = Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).resize(
-        (size, size), Image.BICUBIC
-    )
-    draw = ImageDraw.Draw(base)
-    for _ in range(4):
-        x, y = (int(v) for v in rng.integers(0, size - 40, 2))
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x, y, x + 40, y + 30), fill=colour)
-    buffer = io.BytesIO()
-    base.save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
+def synthetic_image(seed: int) -> bytes:
+    """A 160-pixel JPEG whose content differs clearly from every other seed's."""
+    return _synthetic_image(seed, size=160, fmt="JPEG", shapes=4)
 
 
 def sample_images(count: int, *, prefix: str, per_class: int = 2, skip: int = 0) -> dict[str, bytes]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import importlib
-import io
 import json
 import os
 import socket
@@ -21,11 +20,11 @@ from typing import Any
 from urllib.parse import quote_plus
 
 import boto3
-import numpy as np
 import pytest
-from PIL import Image, ImageDraw
 
 from imgsearch.modelspec import default_model_dir
+
+from ..imagegen import synthetic_image
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 REGION = "us-east-1"
@@ -53,21 +52,7 @@ class FakeContext:
 
 def make_image(seed: int, *, size: int = 128, fmt: str = "PNG") -> bytes:
     """A small image whose content differs clearly from every other seed's."""
-    rng = np.random.default_rng(seed)
-    base = Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).resize(
-        (size, size), Image.BICUBIC
-    )
-    draw = ImageDraw.Draw(base)
-    for _ in range(3):
-        x, y = (int(v) for v in rng.integers(0, size - 32, 2))
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        if rng.random() < 0.5:
-            draw.ellipse((x, y, x + 32, y + 32), fill=colour)
-        else:
-            draw.rectangle((x, y, x + 40, y + 20), fill=colour)
-    buffer = io.BytesIO()
-    base.save(buffer, format=fmt)
-    return buffer.getvalue()
+    return synthetic_image(seed, size=size, fmt=fmt)
 
 
 def _free_port() -> int:
