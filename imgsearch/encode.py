@@ -36,14 +36,6 @@ class Encoder:
     projection: np.ndarray | None  # (dim_in, dims) for floats; None keeps the embedding itself
     hashing: np.ndarray  # (dim_in, bits): sign of (x - mean) @ hashing gives the code bits
 
-    @property
-    def dims(self) -> int:
-        return self.dim_in if self.projection is None else int(self.projection.shape[1])
-
-    @property
-    def code_bytes(self) -> int:
-        return self.bits // 8
-
     def floats(self, embeddings: np.ndarray) -> np.ndarray:
         """L2-normalised float32 vectors for cosine similarity."""
         x = np.asarray(embeddings, dtype=np.float32)

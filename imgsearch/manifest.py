@@ -46,9 +46,6 @@ class Manifest:
     def rejected(self) -> int:
         return sum(s.rejected for s in self.segments)
 
-    def encoders(self) -> set[str]:
-        return {s.encoder for s in self.segments} | {self.encoder}
-
     def to_bytes(self) -> bytes:
         payload = asdict(self)
         payload["segments"] = [asdict(s) for s in self.segments]
