@@ -59,6 +59,7 @@ class ImageIndex:
         self._encoders: dict[str, Encoder] = {}
         self._lock = threading.Lock()
         self.cas_retries = 0
+        self.last_commit: manifests.Commit | None = None  # the manifest this object last wrote
 
     @classmethod
     def open(cls, location: str, *, endpoint_url: str | None = None) -> ImageIndex:
@@ -67,12 +68,15 @@ class ImageIndex:
     # --- manifest and encoders ------------------------------------------------------------------
 
     def manifest(self) -> Manifest:
+        return self._read()[0]
+
+    def _read(self) -> tuple[Manifest, str]:
         current = manifests.load(self.store)
         if current is None:
             raise IndexNotFound(
                 f"no index at {self.store.uri}: build one with `imgsearch index --index {self.store.uri} FOLDER`"
             )
-        return current[0]
+        return current
 
     def ensure(self, spec: ModelSpec, *, bits: int = DEFAULT_BITS) -> Manifest:
         """The manifest, created (with an LSH encoder) if there is none; checks the model matches."""
@@ -103,9 +107,12 @@ class ImageIndex:
         self.store.write(encoder_object(encoder.version), encoder.to_bytes())
         self._encoders[encoder.version] = encoder
 
-    def _commit(self, mutate: Callable[[Manifest | None], Manifest]) -> manifests.Commit:
-        commit = manifests.update(self.store, mutate)
+    def _commit(
+        self, mutate: Callable[[Manifest | None], Manifest], *, known: tuple[Manifest, str] | None = None
+    ) -> manifests.Commit:
+        commit = manifests.update(self.store, mutate, known=known)
         self.cas_retries += commit.retries
+        self.last_commit = commit
         return commit
 
     # --- writes -----------------------------------------------------------------------------------
@@ -126,7 +133,8 @@ class ImageIndex:
         tombstones = list(tombstones or [])
         if not refs and not tombstones and not rejections:
             raise BadParameter("nothing to append: no entries, tombstones or rejections")
-        encoder = self.encoder(encoder_version or self.manifest().encoder)
+        known = self._read()  # one read: the encoder to use, and the first CAS attempt's base
+        encoder = self.encoder(encoder_version or known[0].encoder)
         raw = np.asarray(raw, dtype=np.float32).reshape(len(refs), encoder.dim_in)
         segment = Segment.build(
             refs=refs,
@@ -143,12 +151,12 @@ class ImageIndex:
                 raise IndexNotFound(f"the manifest at {self.store.uri} disappeared")
             return previous.with_segments((*previous.segments, info))
 
-        self._commit(add)
+        self._commit(add, known=known)
         return info
 
     def delete(self, refs: list[ObjectRef]) -> SegmentInfo:
         """Hide objects at once (a tombstone segment); compaction removes their entries."""
-        return self.append([], np.zeros((0, self.encoder(self.manifest().encoder).dim_in)), tombstones=refs)
+        return self.append([], np.zeros((0, 0), np.float32), tombstones=refs)
 
     def _write_segment(self, segment: Segment, *, kind: str, rejected: int | None = None) -> SegmentInfo:
         body = segment.to_bytes()

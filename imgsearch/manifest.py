@@ -85,13 +85,16 @@ def update(
     attempts: int = 30,
     base_delay: float = 0.02,
     max_delay: float = 1.0,
+    known: tuple[Manifest, str] | None = None,
 ) -> Commit:
     """Apply `mutate` to the latest manifest and CAS-write it, retrying with jittered back-off.
 
     `mutate` must be a pure function of the manifest it is given: it runs again after a lost race.
+    `known` is a (manifest, etag) the caller has just read: the first attempt uses it instead of
+    reading again (a stale one only costs a lost race).
     """
     for attempt in range(attempts):
-        current = load(store)
+        current = known if attempt == 0 and known is not None else load(store)
         previous, etag = current if current else (None, None)
         proposed = mutate(previous)
         proposed = replace(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -26,30 +28,20 @@ class Storage(Construct):
         index_store: str = "s3",
     ) -> None:
         super().__init__(scope, construct_id)
-        self.logs = s3.Bucket(
-            self,
+        self.logs = self._private_bucket(
             "AccessLogs",
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
             lifecycle_rules=[s3.LifecycleRule(id="expire-access-logs", expiration=Duration.days(90))],
-            removal_policy=RemovalPolicy.RETAIN,
         )
         suppress(
             self.logs,
             {"AwsSolutions-S1": "This is the access-log bucket itself; logging it to itself would loop."},
         )
-        self.images = s3.Bucket(
-            self,
+        self.images = self._private_bucket(
             "Images",
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
             versioned=versioned,
             server_access_logs_bucket=self.logs,
             server_access_logs_prefix="images/",
-            removal_policy=RemovalPolicy.RETAIN,
         )
         # On EFS there is no index bucket: the core LocalStore moves superseded objects to .retired/
         # and deletes them itself after its grace period, so no lifecycle rule is needed either.
@@ -58,12 +50,8 @@ class Storage(Construct):
         if index_store == "efs":
             self.file_system = IndexFileSystem(self, "IndexFileSystem")
             return
-        self.index = s3.Bucket(
-            self,
+        self.index = self._private_bucket(
             "Index",
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
             server_access_logs_bucket=self.logs,
             server_access_logs_prefix="index/",
             lifecycle_rules=[
@@ -76,7 +64,18 @@ class Storage(Construct):
                     id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(1)
                 ),
             ],
+        )
+
+    def _private_bucket(self, construct_id: str, **settings: Any) -> s3.Bucket:
+        """A bucket with the baseline every bucket here shares: private, encrypted, TLS only, retained."""
+        return s3.Bucket(
+            self,
+            construct_id,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
             removal_policy=RemovalPolicy.RETAIN,
+            **settings,
         )
 
     @property

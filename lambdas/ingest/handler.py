@@ -178,7 +178,8 @@ def request_compaction() -> bool:
         return False
     segments = 0
     try:
-        segments = len(index.manifest().segments)  # one small GET (S3) or read (EFS)
+        commit = index.last_commit  # the manifest this invocation's append just wrote: no extra read
+        segments = len(commit.manifest.segments) if commit else len(index.manifest().segments)
         if segments <= COMPACT_AFTER_SEGMENTS:
             return False
         lambda_client.invoke(

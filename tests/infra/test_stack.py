@@ -393,3 +393,10 @@ def test_the_cdk_stack_and_the_local_stack_share_one_wiring(template: Template) 
         env = handlers[spec.handler]["Environment"]["Variables"]
         assert ("MODEL_DIR" in env) == spec.with_model
         assert set(wiring.COMMON_ENVIRONMENT) <= set(env)
+
+
+def test_the_lifecycle_rule_expires_the_tag_the_core_store_puts_on_retired_objects() -> None:
+    from imgsearch.store import RETIRED_TAG as core_tag
+    from stacks.storage import RETIRED_TAG
+
+    assert {"Key": RETIRED_TAG[0], "Value": RETIRED_TAG[1]} == core_tag
