@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -15,10 +15,13 @@ from .errors import BadParameter, IndexNotFound, ModelMismatch, ObjectNotFound
 from .manifest import Manifest, SegmentInfo
 from .modelspec import ModelSpec
 from .resolve import live_masks, surviving_tombstones
-from .segment import HNSW_MIN, ObjectRef, Rejection, Segment, query_object, raw_object
-from .store import Store, open_store
+from .segment import HNSW_MIN, ObjectRef, Rejection, Segment, named_at, query_object, raw_object
+from .store import LocalStore, Store, open_store
 
 KEEP_REJECTIONS = 1000  # newest rejection records a compacted base keeps (the count is kept whole)
+# A segment the manifest does not list this long after it was named is an orphan (a writer killed between
+# writing it and committing it): far longer than any writer runs (a Lambda stops after 15 minutes).
+ORPHAN_SECONDS = 3600.0
 
 
 def model_info(spec: ModelSpec) -> dict[str, object]:
@@ -45,6 +48,14 @@ class CompactResult:
     base: str | None
     encoder: str
     seconds: float
+    orphans: int = 0  # segments of killed writers retired on the way (see collect_orphans)
+
+
+@dataclass(frozen=True)
+class OrphanReport:
+    segments: int  # orphan segments retired
+    objects: int  # their objects
+    temporaries: int  # files of writes cut short, removed (directory stores)
 
 
 class ImageIndex:
@@ -224,7 +235,8 @@ class ImageIndex:
         folded = manifest.segments
         needs_reencode = any(s.encoder != target.version for s in folded)
         if len(folded) < min_segments and not needs_reencode and encoder is None and refit is None:
-            return CompactResult(len(folded), manifest.count, 0, 0, None, target.version, 0.0)
+            orphans = self.collect_orphans().segments
+            return CompactResult(len(folded), manifest.count, 0, 0, None, target.version, 0.0, orphans)
         refs, raw, segments, masks = self.live_raw(manifest)
         if refit is not None:
             encoder = target = refit(raw)
@@ -271,6 +283,7 @@ class ImageIndex:
             ]
         )
         total = sum(len(s) for s in segments)
+        orphans = self.collect_orphans().segments
         return CompactResult(
             before=len(folded),
             entries=len(refs),
@@ -279,6 +292,46 @@ class ImageIndex:
             base=info.name if info else None,
             encoder=target.version,
             seconds=time.time() - started,
+            orphans=orphans,
+        )
+
+    def collect_orphans(self, *, older_than: float = ORPHAN_SECONDS) -> OrphanReport:
+        """Retire segments no manifest lists, named more than `older_than` seconds ago.
+
+        A writer killed after writing its segment but before its compare-and-swap leaves one behind.
+        Only names after the manifest's `collected` mark are listed, so a run costs what was written
+        since the last one; the mark moves forward by compare-and-swap (a lost race changes nothing).
+        """
+        horizon = time.time() - older_than
+        manifest, etag = self._read()
+        objects: dict[str, list[str]] = {}
+        mark = manifest.collected
+        after = f"segments/{mark}/~" if mark else ""  # "~" sorts after every file name of that segment
+        for name in self.store.names("segments/", start_after=after):
+            segment = name.split("/")[1] if name.count("/") >= 2 else ""
+            named = named_at(segment)
+            if named is None:
+                continue  # not a name this package makes: leave it alone
+            if named >= horizon:
+                break  # names sort by time: the rest are younger
+            mark = max(mark, segment)
+            objects.setdefault(segment, []).append(name)
+        temporaries = 0
+        if isinstance(self.store, LocalStore):
+            temporaries = self.store.remove_temporaries(older_than=horizon)
+        listed = {s.name for s in manifest.segments}
+        if mark != manifest.collected:
+
+            def advance(previous: Manifest | None) -> Manifest:
+                if previous is None:
+                    raise IndexNotFound(f"the manifest at {self.store.uri} disappeared")
+                return replace(previous, collected=max(mark, previous.collected))
+
+            listed = {s.name for s in self._commit(advance, known=(manifest, etag)).manifest.segments}
+        orphans = [n for segment, names in objects.items() if segment not in listed for n in names]
+        self.store.retire(orphans)
+        return OrphanReport(
+            segments=len({n.split("/")[1] for n in orphans}), objects=len(orphans), temporaries=temporaries
         )
 
     def fit(

@@ -36,6 +36,7 @@ class Manifest:
     generation: int = 0
     format: int = FORMAT
     updated: float = 0.0
+    collected: str = ""  # segment names up to this one were checked for orphans (ImageIndex.collect_orphans)
 
     @property
     def count(self) -> int:

@@ -6,6 +6,7 @@ A segment is two objects: `segments/<name>/query.npz` (all the query path reads)
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import io
 import json
@@ -34,8 +35,13 @@ def normalise_sequencer(sequencer: str) -> str:
 
 
 def object_id(bucket: str, key: str) -> int:
-    """The 64-bit id of an object (bucket + key): every version of the object shares it."""
-    digest = hashlib.blake2b(f"{bucket}\x00{key}".encode(), digest_size=8).digest()
+    """The 64-bit id of an object (bucket + key): every version of the object shares it.
+
+    Hashes the UTF-8 bytes; a lone surrogate (an undecodable file name, PEP 383) is encoded as
+    "surrogatepass" does, so no string raises and distinct strings stay distinct. Local scans key such
+    names by `files.printable` before they get here.
+    """
+    digest = hashlib.blake2b(f"{bucket}\x00{key}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "little")
 
 
@@ -244,8 +250,19 @@ class Segment:
         return np.load(io.BytesIO(data))
 
 
+NAME_TIME = "%Y%m%dT%H%M%S"  # segment names start with their UTC creation time, so they sort by age
+
+
 def new_name() -> str:
-    return f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:12]}"
+    return f"{time.strftime(NAME_TIME, time.gmtime())}-{uuid.uuid4().hex[:12]}"
+
+
+def named_at(name: str) -> float | None:
+    """When a segment was named (the UTC time new_name put first), or None for another kind of name."""
+    try:
+        return float(calendar.timegm(time.strptime(name.split("-", 1)[0], NAME_TIME)))
+    except ValueError:
+        return None
 
 
 def query_object(name: str) -> str:

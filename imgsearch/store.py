@@ -52,6 +52,10 @@ class Store(ABC):
     def retire(self, names: Iterable[str]) -> None:
         """Mark objects no manifest refers to any more; they are removed after a grace period."""
 
+    @abstractmethod
+    def names(self, prefix: str, *, start_after: str = "") -> Iterator[str]:
+        """Names of the objects under `prefix` (retired ones included until removed), in sorted order."""
+
     def size(self, name: str) -> int:
         return len(self.read(name))
 
@@ -112,6 +116,27 @@ class LocalStore(Store):
             _atomic_write(self.root / MANIFEST, data)
         return _etag(data)
 
+    def names(self, prefix: str, *, start_after: str = "") -> Iterator[str]:
+        top = self.root / prefix
+        if not top.is_dir():
+            return iter(())
+        found = sorted(
+            p.relative_to(self.root).as_posix()
+            for p in top.rglob("*")
+            if p.is_file() and not p.name.startswith(".tmp-")  # a write in progress (or cut short)
+        )
+        return (name for name in found if name > start_after)
+
+    def remove_temporaries(self, *, older_than: float) -> int:
+        """Delete files of writes cut short (`.tmp-*`, left by a kill) last touched before `older_than`."""
+        removed = 0
+        for path in self.root.rglob(".tmp-*"):
+            with contextlib.suppress(FileNotFoundError):
+                if path.is_file() and path.stat().st_mtime < older_than:
+                    path.unlink()
+                    removed += 1
+        return removed
+
     def retire(self, names: Iterable[str]) -> None:
         bin_dir = self.root / ".retired"
         now = time.time()
@@ -122,7 +147,7 @@ class LocalStore(Store):
                 target = batch / name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(source, target)
-                _prune_empty(source.parent, self.root)
+                prune_empty(source.parent, self.root)
         if bin_dir.is_dir():
             for old in bin_dir.iterdir():
                 with contextlib.suppress(ValueError):
@@ -199,6 +224,16 @@ class S3Store(Store):
             raise
         return str(response["ETag"])
 
+    def names(self, prefix: str, *, start_after: str = "") -> Iterator[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        args = {"Bucket": self.bucket, "Prefix": self._key(prefix)}
+        if start_after:
+            args["StartAfter"] = self._key(start_after)
+        skip = len(self._key(""))
+        for page in paginator.paginate(**args):
+            for item in page.get("Contents", []):
+                yield item["Key"][skip:]
+
     def retire(self, names: Iterable[str]) -> None:
         from botocore.exceptions import ClientError
 
@@ -246,7 +281,8 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def _prune_empty(folder: Path, root: Path) -> None:
+def prune_empty(folder: Path, root: Path) -> None:
+    """Remove `folder` and its parents up to (not including) `root` while they are empty."""
     while folder != root and folder.is_dir() and not any(folder.iterdir()):
         folder.rmdir()
         folder = folder.parent
