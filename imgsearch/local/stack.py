@@ -32,6 +32,7 @@ from typing import Any
 
 REGION = "us-east-1"
 HOST = "127.0.0.1"
+PARTIAL = ".partial"  # suffix of a mirror file being written
 
 
 class LocalStackError(RuntimeError):
@@ -66,12 +67,26 @@ def repo_root() -> Path:
 
 
 def port_free(port: int) -> bool:
+    """Whether a server can listen on the port now (connections of a stopped run in TIME_WAIT do not count:
+    the servers set SO_REUSEADDR, and so does this check)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:
             return False
     return True
+
+
+_sequencer_lock = threading.Lock()
+_last_sequencer = [0]
+
+
+def next_sequencer() -> str:
+    """A sequencer greater than every one this process gave before (time-based: it grows across restarts)."""
+    with _sequencer_lock:
+        _last_sequencer[0] = max(_last_sequencer[0] + 1, time.time_ns())
+        return f"{_last_sequencer[0]:020X}"
 
 
 def patch_moto_sequencer() -> None:
@@ -85,20 +100,35 @@ def patch_moto_sequencer() -> None:
     original = notifications._get_s3_event
     if getattr(original, "imgsearch_sequencer", False):
         return
-    lock = threading.Lock()
-    last = [0]
 
     def with_sequencer(*args: Any, **kwargs: Any) -> dict[str, Any]:
         event: dict[str, Any] = original(*args, **kwargs)
-        with lock:
-            last[0] = max(last[0] + 1, time.time_ns())
-            value = last[0]
+        value = next_sequencer()
         for record in event.get("Records", []):
-            record["s3"]["object"].setdefault("sequencer", f"{value:020X}")
+            record["s3"]["object"].setdefault("sequencer", value)
         return event
 
     with_sequencer.imgsearch_sequencer = True  # type: ignore[attr-defined]
     notifications._get_s3_event = with_sequencer
+
+
+def removed_event(bucket: str, key: str) -> str:
+    """The body S3 sends to SQS when an object is deleted (for a delete the stack must replay itself)."""
+    from urllib.parse import quote_plus
+
+    record = {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": REGION,
+        "eventTime": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+        "eventName": "ObjectRemoved:Delete",
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+            "object": {"key": quote_plus(key, safe="/"), "sequencer": next_sequencer()},
+        },
+    }
+    return json.dumps({"Records": [record]})
 
 
 def content_type(key: str) -> str:
@@ -167,7 +197,12 @@ class LocalStack:
 
         moto = ThreadedMotoServer(ip_address=HOST, port=o.s3_port, verbose=False)
         moto.start()
-        self._stops.append(moto.stop)
+
+        def stop_moto() -> None:
+            moto.stop()
+            moto._server.server_close()  # type: ignore[union-attr]  # moto's stop leaves the socket open
+
+        self._stops.append(stop_moto)
 
         import boto3
 
@@ -201,6 +236,11 @@ class LocalStack:
             "QueueArn"
         ]
         self.queue_url, self.dead_letters_url = queue_url, dead
+        self.sqs = sqs
+        if data is not None:
+            # Last thing before moto stops (the stops later inserted at the front run first): the mirror
+            # takes the bucket's state, whatever the ingest worker had seen of it.
+            self._stops.insert(0, lambda: self._sync_mirror(data / "images"))
 
         restored: dict[str, str] = {}
         if data is not None:
@@ -327,6 +367,9 @@ class LocalStack:
         """Put the mirrored images back (before the notification exists: no events). key → etag."""
         restored: dict[str, str] = {}
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            if path.name.endswith(PARTIAL):  # a copy cut short by a kill: the next sync rewrites it
+                path.unlink(missing_ok=True)
+                continue
             key = path.relative_to(folder).as_posix()
             body = path.read_bytes()
             self.s3.put_object(Bucket=self.options.bucket, Key=key, Body=body, ContentType=content_type(key))
@@ -336,7 +379,7 @@ class LocalStack:
         return restored
 
     def _reconcile(self, restored: dict[str, str]) -> None:
-        """Re-send S3 events for what the index lacks or holds stale (a stop between mirror and index)."""
+        """Re-send S3 events for what the index lacks, holds stale or holds though the bucket does not."""
         from ..errors import IndexNotFound
         from ..index import ImageIndex
         from ..search import Searcher
@@ -353,11 +396,55 @@ class LocalStack:
         for key in stale:  # the same bytes again: ObjectCreated → the ingest worker indexes it
             body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
             self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type(key))
-        for key in gone:  # an empty object then a delete: ObjectRemoved → a tombstone
-            self.s3.put_object(Bucket=bucket, Key=key, Body=b"")
-            self.s3.delete_object(Bucket=bucket, Key=key)
+        for start in range(0, len(gone), 10):  # the ObjectRemoved event S3 would have sent → a tombstone
+            self.sqs.send_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(i), "MessageBody": removed_event(bucket, key)}
+                    for i, key in enumerate(gone[start : start + 10])
+                ],
+            )
         if stale or gone:
             self.out(f"re-sent events for {len(stale)} image(s) missing from the index, {len(gone)} removed")
+
+    def _sync_mirror(self, folder: Path) -> None:
+        """Make the mirror equal to the bucket (at a clean stop): what the next start restores."""
+        from ..store import prune_empty
+
+        bucket = self.options.bucket
+        keys: dict[str, str] = {}
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            keys.update((o["Key"], o["ETag"].strip('"')) for o in page.get("Contents", []))
+        on_disk = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
+        for key, stale in on_disk.items():
+            if key not in keys:
+                stale.unlink(missing_ok=True)
+                prune_empty(stale.parent, folder)
+        copied = 0
+        for key, etag in keys.items():
+            path = on_disk.get(key) or safe_path(folder, key)
+            if path is None:
+                self.out(f"warning: {key!r} cannot be mirrored under {folder}; it will not survive a restart")
+                continue
+            if path.is_file() and hashlib.md5(path.read_bytes()).hexdigest() == etag:
+                continue
+            self._write_mirror(bucket, key, path)
+            copied += 1
+        self.out(f"mirror: {len(keys)} object(s) kept in {folder} ({copied} copied at stop)")
+
+    def _write_mirror(self, bucket: str, key: str, path: Path) -> None:
+        try:
+            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except self.s3.exceptions.NoSuchKey:
+            path.unlink(missing_ok=True)
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(path.name + PARTIAL)
+            partial.write_bytes(body)
+            partial.replace(path)
+        except OSError as error:  # e.g. key "a" and key "a/b": a folder cannot also be a file
+            self.out(f"warning: {key!r} cannot be mirrored ({error}); it will not survive a restart")
 
     def _mirror(self, folder: Path, records: list[dict[str, Any]]) -> None:
         """Make folder match the bucket for every key the batch names (state, not event order)."""
@@ -376,15 +463,7 @@ class LocalStack:
             if path is None:
                 self.out(f"warning: {key!r} cannot be mirrored under {folder}; it will not survive a restart")
                 continue
-            try:
-                body = self.s3.get_object(Bucket=self.options.bucket, Key=key)["Body"].read()
-            except self.s3.exceptions.NoSuchKey:
-                path.unlink(missing_ok=True)
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(path.name + ".partial")
-            partial.write_bytes(body)
-            partial.replace(path)
+            self._write_mirror(self.options.bucket, key, path)
 
     # --- seed and banner ----------------------------------------------------------------------------
 

@@ -76,10 +76,11 @@ class IngestWorker:
         self.stopping.set()
         self._thread.join(timeout=self.timeout_seconds + 5)
 
-    def _receive(self, wait: float) -> list[dict[str, Any]]:
+    def _receive(self, wait: float, most: int) -> list[dict[str, Any]]:
+        """At most `most` messages (never more: every message received is handled, like Lambda's)."""
         got = self.sqs.receive_message(
             QueueUrl=self.queue_url,
-            MaxNumberOfMessages=min(10, self.batch_size),
+            MaxNumberOfMessages=max(1, min(10, most)),
             WaitTimeSeconds=max(0, min(20, round(wait))),
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],
@@ -89,7 +90,7 @@ class IngestWorker:
 
     def gather(self) -> list[dict[str, Any]]:
         """Up to batch_size messages: what arrives within the batching window after the first one."""
-        messages = self._receive(self.poll_seconds)
+        messages = self._receive(self.poll_seconds, self.batch_size)
         if not messages:
             return []
         deadline = time.monotonic() + self.batch_window
@@ -97,7 +98,11 @@ class IngestWorker:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            messages += self._receive(min(1.0, left))[: self.batch_size - len(messages)]
+            try:
+                messages += self._receive(min(1.0, left), self.batch_size - len(messages))
+            except Exception as error:  # keep what was received: it is handled now, not lost in flight
+                log(f"ingest: cannot receive more from the queue: {error}")
+                break
         return messages
 
     def _run(self) -> None:
@@ -133,13 +138,15 @@ class IngestWorker:
         failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
         done = [r for r in records if r["messageId"] not in failed]
         for start in range(0, len(done), 10):
-            self.sqs.delete_message_batch(
+            deleted = self.sqs.delete_message_batch(
                 QueueUrl=self.queue_url,
                 Entries=[
                     {"Id": str(i), "ReceiptHandle": r["receiptHandle"]}
                     for i, r in enumerate(done[start : start + 10])
                 ],
             )
+            for failure in deleted.get("Failed", []):  # such a message comes back: indexing twice is harmless
+                log(f"ingest: could not delete a handled message: {failure.get('Message')}")
         self.batches += 1
         took = time.perf_counter() - started
         log(
