@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20,22
 
-.PHONY: setup test lint bench clean layers synth local
+.PHONY: setup test lint bench clean layers synth local reliability
 
 setup:  ## virtual environment, the package with its pinned dependencies, and the ONNX model
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,6 +32,9 @@ local:  ## the whole system on this machine: moto S3 + SQS, the handlers, the AP
 
 bench:  ## retrieval quality and speed on ../shared/datasets (long: see docs/BENCHMARKS.md)
 	$(BIN)/python scripts/bench.py --datasets ../shared/datasets --out bench-out
+
+reliability:  ## the reliability suite at full size: kills, load + restart, hostile files, API fuzzing (docs/RELIABILITY.md)
+	$(BIN)/python scripts/reliability.py
 
 layers:  ## Lambda layers + function code for arm64 and x86_64 in layers/build/ (pip --platform, no Docker)
 	$(BIN)/python layers/build.py --sizes
