@@ -12,6 +12,7 @@ import numpy as np
 from . import manifest as manifests
 from .encode import DEFAULT_BITS, DEFAULT_DIMS, DEFAULT_WHITEN, MIN_FIT, Encoder, fit_itq, lsh
 from .errors import BadParameter, IndexNotFound, ModelMismatch, ObjectNotFound
+from .keytable import KeyTable
 from .manifest import Manifest, SegmentInfo
 from .modelspec import ModelSpec
 from .resolve import live_masks, surviving_tombstones
@@ -178,7 +179,7 @@ class ImageIndex:
             name=segment.name,
             encoder=segment.encoder,
             count=len(segment),
-            tombstones=len(segment.tombstones),
+            tombstones=len(segment.dead),
             rejected=rejected if rejected is not None else len(segment.rejections),
             kind=kind,
             bytes=len(body),
@@ -199,14 +200,12 @@ class ImageIndex:
 
     def live_raw(
         self, manifest: Manifest | None = None
-    ) -> tuple[list[ObjectRef], np.ndarray, list[Segment], list[np.ndarray]]:
+    ) -> tuple[KeyTable, np.ndarray, list[Segment], list[np.ndarray]]:
         """All live entries with their raw embeddings, the segments they came from and their live masks."""
         manifest = manifest or self.manifest()
         segments = [self.load_segment(info, with_raw=True) for info in manifest.segments]
         masks = live_masks(segments)
-        refs = [
-            r for s, m in zip(segments, masks, strict=True) for r, keep in zip(s.refs, m, strict=True) if keep
-        ]
+        refs = KeyTable.concat([s.table.take(np.flatnonzero(m)) for s, m in zip(segments, masks, strict=True)])
         dim = int(manifest.model.get("dim", 0)) or (segments[0].raw.shape[1] if segments else 0)  # type: ignore[union-attr, call-overload]
         parts = [s.raw[m] for s, m in zip(segments, masks, strict=True) if m.any()]  # type: ignore[index]
         raw = np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, dim), np.float32)
@@ -258,7 +257,7 @@ class ImageIndex:
         rejected = sum(s.rejected for s in folded)
         info = (
             self._write_segment(base, kind="base", rejected=rejected)
-            if (refs or tombstones or rejected)
+            if (len(refs) or len(tombstones) or rejected)
             else None
         )
         folded_names = {s.name for s in folded}

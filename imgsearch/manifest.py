@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, replace
 from .errors import ConflictError, ImgSearchError
 from .store import Store
 
-FORMAT = 1
+FORMAT = 2  # written; 2 lists segments whose key tables may be columnar (segment.FORMAT)
+READABLE = (1, 2)  # format 1 indexes open as they are: their segments are read, and rewritten by compaction
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,12 +56,13 @@ class Manifest:
     @classmethod
     def from_bytes(cls, data: bytes) -> Manifest:
         raw = json.loads(data)
-        if raw.get("format") != FORMAT:
+        if raw.get("format") not in READABLE:
             raise ImgSearchError(
-                f"index format {raw.get('format')} is not supported by this version (expects {FORMAT}): "
-                "upgrade imgsearch or rebuild the index"
+                f"index format {raw.get('format')} is not supported by this version (reads "
+                f"{', '.join(map(str, READABLE))}): upgrade imgsearch or rebuild the index"
             )
         raw["segments"] = tuple(SegmentInfo(**s) for s in raw["segments"])
+        raw["format"] = FORMAT  # what this version writes back
         return cls(**raw)
 
     def with_segments(self, segments: tuple[SegmentInfo, ...], **changes: object) -> Manifest:

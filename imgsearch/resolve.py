@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .segment import SEQUENCER_WIDTH, ObjectRef, Segment
+from .keytable import KeyTable
+from .segment import Segment
 
 
 def live_masks(segments: Sequence[Segment]) -> list[np.ndarray]:
@@ -28,42 +29,38 @@ def live_masks(segments: Sequence[Segment]) -> list[np.ndarray]:
     last[:-1] = ids[order][1:] != ids[order][:-1]
     winners = order[last]
 
-    dead_ids, dead_orders = tombstone_table([t for s in segments for t in s.tombstones])
+    dead_ids, dead_orders = tombstone_table(KeyTable.concat([s.dead for s in segments]))
     if len(dead_ids):
         slot = np.searchsorted(dead_ids, ids[winners])
         slot = np.minimum(slot, len(dead_ids) - 1)
         hidden = (dead_ids[slot] == ids[winners]) & (dead_orders[slot] >= orders[winners])
         winners = winners[~hidden]
 
-    offsets = np.cumsum([0, *sizes])
-    segment_of = np.searchsorted(offsets, winners, side="right") - 1
-    for seg, row in zip(segment_of, winners - offsets[segment_of], strict=True):
-        masks[seg][row] = True
-    return masks
+    alive = np.zeros(len(ids), dtype=bool)
+    alive[winners] = True
+    return np.split(alive, np.cumsum(sizes)[:-1])
 
 
-def tombstone_table(tombstones: Sequence[ObjectRef]) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted unique ids of deleted objects with the newest delete sequencer of each."""
-    if not tombstones:
-        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=f"<U{SEQUENCER_WIDTH}")
-    ids = np.array([t.id for t in tombstones], dtype=np.uint64)
-    orders = np.array([t.order for t in tombstones], dtype=f"<U{SEQUENCER_WIDTH}")
-    order = np.lexsort((orders, ids))
+def newest_per_id(table: KeyTable) -> np.ndarray:
+    """Rows of `table` holding the newest (greatest sequencer) row of each id, in id order."""
+    order = np.lexsort((table.orders, table.ids))
     keep = np.ones(len(order), dtype=bool)
-    keep[:-1] = ids[order][1:] != ids[order][:-1]
-    return ids[order][keep], orders[order][keep]
+    keep[:-1] = table.ids[order][1:] != table.ids[order][:-1]
+    return order[keep]
 
 
-def surviving_tombstones(segments: Sequence[Segment], masks: Sequence[np.ndarray]) -> list[ObjectRef]:
+def tombstone_table(tombstones: KeyTable) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique ids of deleted objects with the newest delete sequencer of each."""
+    rows = newest_per_id(tombstones)
+    return tombstones.ids[rows], tombstones.orders[rows]
+
+
+def surviving_tombstones(segments: Sequence[Segment], masks: Sequence[np.ndarray]) -> KeyTable:
     """Tombstones a compacted base must keep: the newest delete of each object not live any more.
 
     They guard against a stale upload event for a deleted object arriving after compaction.
     """
-    newest: dict[int, ObjectRef] = {}
-    for segment in segments:
-        for tomb in segment.tombstones:
-            kept = newest.get(tomb.id)
-            if kept is None or tomb.order > kept.order:
-                newest[tomb.id] = tomb
-    live_ids = {int(i) for s, m in zip(segments, masks, strict=True) for i in s.ids[m]}
-    return [t for i, t in newest.items() if i not in live_ids]
+    tombstones = KeyTable.concat([s.dead for s in segments])
+    rows = newest_per_id(tombstones)
+    live_ids = np.concatenate([s.ids[m] for s, m in zip(segments, masks, strict=True)] or [np.zeros(0, np.uint64)])
+    return tombstones.take(rows[~np.isin(tombstones.ids[rows], live_ids)])

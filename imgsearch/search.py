@@ -13,7 +13,7 @@ from .errors import BadParameter, KeyNotIndexed
 from .index import ImageIndex
 from .manifest import Manifest
 from .resolve import live_masks
-from .segment import ObjectRef, Rejection, Segment, object_id, query_object
+from .segment import ObjectRef, Rejection, Segment, object_id, query_object, table_refs
 
 METRICS = ("hybrid", "cosine", "hamming")
 EXPANSION_SEARCH = 256  # USearch's default 64 loses recall on these vectors (docs/BENCHMARKS.md)
@@ -57,7 +57,9 @@ class Searcher:
         self.oversample = oversample
         self._cache: dict[str, Segment] = {}
         self._live: list[_Live] = []
-        self._by_id: dict[int, tuple[int, int]] = {}
+        # Every live entry by object id, sorted: (ids, segment position, row) for vectorised look-ups.
+        self._ids = np.zeros(0, np.uint64)
+        self._where = np.zeros((0, 2), np.int64)
         self._buckets: list[str] = []
         self._etag: str | None = None
         self._checked = 0.0
@@ -92,22 +94,23 @@ class Searcher:
                 del self._cache[name]
             masks = live_masks(segments)
             self._live = [_Live(s, m, int((~m).sum())) for s, m in zip(segments, masks, strict=True)]
-            self._by_id = {
-                int(segment.ids[row]): (pos, int(row))
-                for pos, live in enumerate(self._live)
-                for segment in (live.segment,)
-                for row in np.flatnonzero(live.alive)
-            }
-            self._buckets = sorted({r.bucket for live in self._live for r in live.segment.refs})
+            rows = [np.flatnonzero(live.alive) for live in self._live]
+            ids = np.concatenate([live.segment.ids[r] for live, r in zip(self._live, rows, strict=True)] or [self._ids[:0]])
+            where = np.concatenate(
+                [np.stack([np.full(len(r), pos), r], axis=1) for pos, r in enumerate(rows)] or [self._where[:0]]
+            )
+            order = np.argsort(ids, kind="stable")
+            self._ids, self._where = ids[order], where[order]
+            self._buckets = sorted({b for live in self._live for b in live.segment.table.buckets})
             self.manifest, self._etag = manifest, etag
             return True
 
     def live_refs(self) -> dict[str, ObjectRef]:
         """The live entry of every indexed key (for a single-bucket index such as a local folder)."""
         return {
-            live.segment.refs[row].key: live.segment.refs[row]
+            ref.key: ref
             for live in self._live
-            for row in np.flatnonzero(live.alive)
+            for ref in table_refs(live.segment.table.take(np.flatnonzero(live.alive)))
         }
 
     def rejections(self) -> list[Rejection]:
@@ -116,7 +119,7 @@ class Searcher:
 
     @property
     def count(self) -> int:
-        return len(self._by_id)
+        return len(self._ids)
 
     def memory_bytes(self) -> int:
         """Bytes held for the query path (vectors, codes, graphs; key tables not counted)."""
@@ -228,7 +231,7 @@ class Searcher:
             floats, codes = encode(segment.encoder)
             allowed = live.alive
             if prefix:
-                allowed = allowed & np.array([r.key.startswith(prefix) for r in segment.refs])
+                allowed = allowed & segment.table.keys.startswith(prefix)
                 if not allowed.any():
                     continue  # no row here matches the prefix
             rows, scores = self._segment_search(
@@ -249,14 +252,14 @@ class Searcher:
                 score = round(min(max(float(raw_score), -1.0), 1.0), 6)
                 if min_score is not None and score < min_score:  # the score as reported
                     break
-                ref = self._live[pos].segment.refs[row]
+                table = self._live[pos].segment.table
                 hits.append(
                     Hit(
-                        key=ref.key,
+                        key=table.keys[row],
                         score=score,
-                        bucket=ref.bucket,
-                        etag=ref.etag,
-                        size=ref.size,
+                        bucket=table.bucket(row),
+                        etag=table.etags[row],
+                        size=int(table.sizes[row]),
                     )
                 )
             results.append(hits)
@@ -282,7 +285,7 @@ class Searcher:
             view = Segment(
                 name=segment.name,
                 encoder=segment.encoder,
-                refs=[segment.refs[i] for i in subset],
+                table=segment.table.take(subset),
                 floats=segment.floats[subset],
                 codes=segment.codes[subset],
             )
@@ -311,8 +314,10 @@ class Searcher:
         else:
             candidates = [object_id(b, key) for b in self._buckets]
         for candidate in candidates:
-            if candidate in self._by_id:
-                return self._by_id[candidate]
+            slot = int(np.searchsorted(self._ids, np.uint64(candidate)))
+            if slot < len(self._ids) and int(self._ids[slot]) == candidate:
+                pos, row = self._where[slot]
+                return int(pos), int(row)
         raise KeyNotIndexed(
             f"{key!r} is not in the index: check the key (it is case-sensitive) or index it first"
         )

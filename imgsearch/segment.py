@@ -7,7 +7,6 @@ A segment is two objects: `segments/<name>/query.npz` (all the query path reads)
 from __future__ import annotations
 
 import calendar
-import hashlib
 import io
 import json
 import time
@@ -20,29 +19,16 @@ from usearch.index import Index
 from usearch.index import search as exact_search
 
 from .encode import Encoder
+from .keytable import SEQUENCER_WIDTH, KeyTable, normalise_sequencer, object_id
 
-SEQUENCER_WIDTH = 32
+__all__ = ["SEQUENCER_WIDTH", "KeyTable", "normalise_sequencer", "object_id"]  # re-exported: older imports
+
+FORMAT = 2  # of query.npz: 1 had JSON key tables (still read), 2 has columnar ones (keytable.py)
+
 HNSW_MIN = 50_000  # segments at least this large get HNSW graphs (see docs/BENCHMARKS.md)
 CONNECTIVITY = 16
 EXPANSION_ADD = 64
 FLOAT_DTYPES = ("f16", "i8")
-
-
-def normalise_sequencer(sequencer: str) -> str:
-    """S3 sequencers are hex strings of varying length: left-pad with zeros before comparing."""
-    text = (sequencer or "0").strip().upper()
-    return text.rjust(SEQUENCER_WIDTH, "0")
-
-
-def object_id(bucket: str, key: str) -> int:
-    """The 64-bit id of an object (bucket + key): every version of the object shares it.
-
-    Hashes the UTF-8 bytes; a lone surrogate (an undecodable file name, PEP 383) is encoded as
-    "surrogatepass" does, so no string raises and distinct strings stay distinct. Local scans key such
-    names by `files.printable` before they get here.
-    """
-    digest = hashlib.blake2b(f"{bucket}\x00{key}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "little")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,21 +69,37 @@ class Segment:
 
     name: str
     encoder: str
-    refs: list[ObjectRef]
+    table: KeyTable  # one row per entry
     floats: np.ndarray  # (n, dims) float16, L2-normalised
     codes: np.ndarray  # (n, bits/8) uint8
-    tombstones: list[ObjectRef] = field(default_factory=list)
+    dead: KeyTable = field(default_factory=KeyTable.empty)  # tombstones: deleted or overwritten objects
     rejections: list[Rejection] = field(default_factory=list)
     float_index: Index | None = None
     code_index: Index | None = None
     raw: np.ndarray | None = None  # (n, dim_in) float16; not loaded on the query path
 
-    def __post_init__(self) -> None:
-        self.ids = np.array([r.id for r in self.refs], dtype=np.uint64)
-        self.orders = np.array([r.order for r in self.refs], dtype=f"<U{SEQUENCER_WIDTH}")
+    @property
+    def ids(self) -> np.ndarray:
+        return self.table.ids
+
+    @property
+    def orders(self) -> np.ndarray:
+        return self.table.orders
+
+    @property
+    def refs(self) -> list[ObjectRef]:
+        """Every entry as an ObjectRef (one object per row: for small segments and tests)."""
+        return table_refs(self.table)
+
+    @property
+    def tombstones(self) -> list[ObjectRef]:
+        return table_refs(self.dead)
+
+    def ref(self, row: int) -> ObjectRef:
+        return table_ref(self.table, row)
 
     def __len__(self) -> int:
-        return len(self.refs)
+        return len(self.table)
 
     @property
     def has_hnsw(self) -> bool:
@@ -109,10 +111,10 @@ class Segment:
     def build(
         cls,
         *,
-        refs: list[ObjectRef],
+        refs: list[ObjectRef] | KeyTable,
         raw: np.ndarray,
         encoder: Encoder,
-        tombstones: list[ObjectRef] | None = None,
+        tombstones: list[ObjectRef] | KeyTable | None = None,
         rejections: list[Rejection] | None = None,
         hnsw_min: int = HNSW_MIN,
         float_dtype: str = "f16",
@@ -120,22 +122,24 @@ class Segment:
         name: str | None = None,
     ) -> Segment:
         """Encode raw embeddings and, for a large enough segment, build its HNSW graphs."""
-        if len(refs) != len(raw):
-            raise ValueError(f"{len(refs)} refs for {len(raw)} embeddings")
-        raw = np.asarray(raw, dtype=np.float32).reshape(len(refs), encoder.dim_in)
+        table = refs if isinstance(refs, KeyTable) else KeyTable.from_refs(refs)
+        dead = tombstones if isinstance(tombstones, KeyTable) else KeyTable.from_refs(tombstones or [])
+        if len(table) != len(raw):
+            raise ValueError(f"{len(table)} refs for {len(raw)} embeddings")
+        raw = np.asarray(raw, dtype=np.float32).reshape(len(table), encoder.dim_in)
         floats = encoder.floats(raw).astype(np.float16)
         codes = encoder.codes(raw)
         segment = cls(
             name=name or new_name(),
             encoder=encoder.version,
-            refs=list(refs),
+            table=table,
             floats=floats,
             codes=codes,
-            tombstones=list(tombstones or []),
+            dead=dead,
             rejections=list(rejections or []),
             raw=raw.astype(np.float16),
         )
-        if len(refs) >= hnsw_min:
+        if len(table) >= hnsw_min:
             segment.build_hnsw(float_dtype=float_dtype, threads=threads)
         return segment
 
@@ -207,10 +211,10 @@ class Segment:
         arrays: dict[str, Any] = {
             "floats": self.floats,
             "codes": self.codes,
-            "table": _json_array([asdict(r) for r in self.refs]),
-            "tombstones": _json_array([asdict(r) for r in self.tombstones]),
+            **self.table.to_arrays("t_"),
+            **self.dead.to_arrays("d_"),
             "rejections": _json_array([asdict(r) for r in self.rejections]),
-            "meta": _json_array({"name": self.name, "encoder": self.encoder}),
+            "meta": _json_array({"name": self.name, "encoder": self.encoder, "format": FORMAT}),
         }
         if self.float_index is not None and self.code_index is not None:
             arrays["float_index"] = np.frombuffer(self.float_index.save() or b"", dtype=np.uint8)
@@ -228,13 +232,19 @@ class Segment:
     def from_bytes(cls, data: bytes, *, expansion_search: int | None = None) -> Segment:
         with np.load(io.BytesIO(data)) as npz:
             meta = _from_json_array(npz["meta"])
+            if "table" in npz.files:  # format 1: JSON key tables, parsed row by row (compaction rewrites them)
+                table = KeyTable.from_refs([ObjectRef(**r) for r in _from_json_array(npz["table"])])
+                dead = KeyTable.from_refs([ObjectRef(**r) for r in _from_json_array(npz["tombstones"])])
+            else:
+                arrays = {n: npz[n] for n in npz.files if n.startswith(("t_", "d_"))}
+                table, dead = KeyTable.from_arrays(arrays, "t_"), KeyTable.from_arrays(arrays, "d_")
             segment = cls(
                 name=meta["name"],
                 encoder=meta["encoder"],
-                refs=[ObjectRef(**r) for r in _from_json_array(npz["table"])],
+                table=table,
                 floats=npz["floats"],
                 codes=npz["codes"],
-                tombstones=[ObjectRef(**r) for r in _from_json_array(npz["tombstones"])],
+                dead=dead,
                 rejections=[Rejection(**r) for r in _from_json_array(npz["rejections"])]
                 if "rejections" in npz.files
                 else [],
@@ -251,6 +261,21 @@ class Segment:
 
 
 NAME_TIME = "%Y%m%dT%H%M%S"  # segment names start with their UTC creation time, so they sort by age
+
+
+def table_ref(table: KeyTable, row: int) -> ObjectRef:
+    return ObjectRef(
+        bucket=table.bucket(row),
+        key=table.keys[row],
+        etag=table.etags[row],
+        size=int(table.sizes[row]),
+        sequencer=table.orders[row].decode(),
+        time=float(table.times[row]),
+    )
+
+
+def table_refs(table: KeyTable) -> list[ObjectRef]:
+    return [table_ref(table, row) for row in range(len(table))]
 
 
 def new_name() -> str:

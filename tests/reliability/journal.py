@@ -63,7 +63,7 @@ def found(index: ImageIndex) -> Found:
     manifest = index.manifest()
     segments = [index.load_segment(info) for info in manifest.segments]
     masks = live_masks(segments)
-    keys = [r.key for s, m in zip(segments, masks, strict=True) for r, keep in zip(s.refs, m, strict=True) if keep]
+    keys = [k for s, m in zip(segments, masks, strict=True) for k in s.table.keys.take(np.flatnonzero(m)).tolist()]
     listed = {s.name for s in manifest.segments}
     folders = {n.split("/")[1] for n in index.store.names("segments/")}
     return Found(

@@ -1,0 +1,155 @@
+"""The columnar key table (segment format 2), and indexes written in format 1 still opening and searching."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgsearch.index import ImageIndex
+from imgsearch.keytable import KeyTable, Strings, object_id
+from imgsearch.manifest import Manifest, SegmentInfo
+from imgsearch.modelspec import ModelSpec
+from imgsearch.search import Searcher
+from imgsearch.segment import ObjectRef, Segment, new_name, query_object, raw_object
+from imgsearch.store import LocalStore
+
+Vectors = Callable[..., np.ndarray]
+
+REFS = [
+    ObjectRef(bucket="photos", key="holiday/beach.jpg", etag="a" * 32, size=10, sequencer="0A", time=1.5),
+    ObjectRef(bucket="other", key="été/café ☕.png", etag="b" * 32 + "-2", size=20, sequencer="FF", time=2.5),
+    ObjectRef(bucket="photos", key="holiday/", etag="", size=0, sequencer="1", time=3.0),
+    ObjectRef(bucket="photos", key="work/x.jpg", etag="c", size=30, sequencer="00B", time=4.0),
+]
+
+
+def as_tuples(table: KeyTable) -> list[tuple[object, ...]]:
+    return [
+        (table.bucket(i), table.keys[i], table.etags[i], int(table.sizes[i]), table.orders[i], table.times[i])
+        for i in range(len(table))
+    ]
+
+
+def expected(refs: list[ObjectRef]) -> list[tuple[object, ...]]:
+    return [(r.bucket, r.key, r.etag, r.size, r.order.encode(), r.time) for r in refs]
+
+
+def test_a_table_holds_every_field_of_its_rows_and_ids_are_the_object_ids() -> None:
+    table = KeyTable.from_refs(REFS)
+
+    assert as_tuples(table) == expected(REFS)
+    assert table.ids.tolist() == [object_id(r.bucket, r.key) for r in REFS]
+
+
+def test_take_and_concat_keep_rows_intact_across_buckets() -> None:
+    left, right = KeyTable.from_refs(REFS[:2]), KeyTable.from_refs(REFS[2:])
+
+    joined = KeyTable.concat([left, KeyTable.empty(), right])
+    picked = joined.take(np.array([3, 1, 1]))
+
+    assert as_tuples(joined) == expected(REFS)
+    assert as_tuples(picked) == expected([REFS[3], REFS[1], REFS[1]])
+    assert len(joined.take(np.array([], dtype=np.int64))) == 0
+
+
+def test_prefix_filter_is_a_byte_prefix_of_the_utf8_key() -> None:
+    keys = Strings.of(["holiday/beach.jpg", "holiday", "été/x", "ét", "", "work/holiday/a"])
+
+    assert keys.startswith("holiday").tolist() == [True, True, False, False, False, False]
+    assert keys.startswith("holiday/").tolist() == [True, False, False, False, False, False]
+    assert keys.startswith("été").tolist() == [False, False, True, False, False, False]
+    assert keys.startswith("").all()
+    assert keys.tolist() == ["holiday/beach.jpg", "holiday", "été/x", "ét", "", "work/holiday/a"]
+
+
+def test_arrays_round_trip_with_extra_columns() -> None:
+    table = KeyTable.from_refs(REFS)
+    tagged = KeyTable(**{**table.__dict__, "extra": {"content_type": Strings.of(["image/jpeg"] * 4)}})
+
+    back = KeyTable.from_arrays(tagged.to_arrays("t_"), "t_")
+
+    assert as_tuples(back) == expected(REFS)
+    assert back.extra["content_type"].tolist() == ["image/jpeg"] * 4
+    assert back.take(np.array([2])).extra["content_type"].tolist() == ["image/jpeg"]
+
+
+# --- format 1 ---------------------------------------------------------------------------------------
+
+
+def format1_bytes(segment: Segment) -> bytes:
+    """A segment as format 1 wrote it: JSON key table and tombstones (imgsearch up to this change)."""
+
+    def blob(value: object) -> np.ndarray:
+        return np.frombuffer(json.dumps(value).encode(), dtype=np.uint8)
+
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        floats=segment.floats,
+        codes=segment.codes,
+        table=blob([asdict(r) for r in segment.refs]),
+        tombstones=blob([asdict(r) for r in segment.tombstones]),
+        rejections=blob([]),
+        meta=blob({"name": segment.name, "encoder": segment.encoder}),
+    )
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def format1_index(tmp_path: Path, spec: ModelSpec, unit_vectors: Vectors) -> ImageIndex:
+    """An index as format 1 left it: two segments (entries, then a delete and an overwrite), manifest 1."""
+    index = ImageIndex(LocalStore(tmp_path / "index"))
+    index.ensure(spec, bits=64)
+    encoder = index.encoder(index.manifest().encoder)
+    refs = [ObjectRef(bucket="b", key=f"{i}.jpg", sequencer=f"{i + 1:02X}") for i in range(20)]
+    first = Segment.build(refs=refs, raw=unit_vectors(20), encoder=encoder, name=new_name())
+    second = Segment.build(
+        refs=[ObjectRef(bucket="b", key="5.jpg", sequencer="FF")],
+        raw=unit_vectors(1, seed=5),
+        encoder=encoder,
+        tombstones=[ObjectRef(bucket="b", key="3.jpg", sequencer="FF")],
+        name=new_name() + "x",
+    )
+    infos = []
+    for segment in (first, second):
+        index.store.write(raw_object(segment.name), segment.raw_bytes())
+        index.store.write(query_object(segment.name), format1_bytes(segment))
+        infos.append(SegmentInfo(name=segment.name, encoder=segment.encoder, count=len(segment), tombstones=len(segment.dead)))
+    manifest = index.manifest()
+    payload = json.loads(Manifest(model=manifest.model, encoder=manifest.encoder, segments=tuple(infos)).to_bytes())
+    payload["format"] = 1
+    (index.store.root / "manifest.json").write_text(json.dumps(payload))  # type: ignore[attr-defined]
+    return ImageIndex(index.store)
+
+
+def test_a_format1_index_opens_and_resolves_deletes_and_overwrites(format1_index: ImageIndex, unit_vectors: Vectors) -> None:
+    searcher = Searcher(format1_index)
+    searcher.refresh(force=True)
+
+    live = searcher.live_refs()
+    assert sorted(live) == sorted(f"{i}.jpg" for i in range(20) if i != 3)
+    assert live["5.jpg"].order.endswith("FF")
+    hits = searcher.search_key("5.jpg", k=1, metric="cosine", exact=True)
+    assert hits[0].key == "5.jpg" and hits[0].score == pytest.approx(1.0, abs=1e-3)
+
+
+def test_compaction_rewrites_a_format1_index_as_format2_with_the_same_entries(format1_index: ImageIndex) -> None:
+    before = Searcher(format1_index)
+    before.refresh(force=True)
+
+    format1_index.compact()
+
+    manifest = format1_index.manifest()
+    assert manifest.format == 2 and len(manifest.segments) == 1
+    with np.load(io.BytesIO(format1_index.store.read(query_object(manifest.segments[0].name)))) as npz:
+        assert "table" not in npz.files and "t_keys" in npz.files
+    after = Searcher(ImageIndex(format1_index.store))
+    after.refresh(force=True)
+    assert after.live_refs() == before.live_refs()
+    assert [t.key for t in format1_index.load_segment(manifest.segments[0]).tombstones] == ["3.jpg"]
