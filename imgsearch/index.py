@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
+from . import maintain
 from . import manifest as manifests
 from .encode import DEFAULT_BITS, DEFAULT_DIMS, DEFAULT_WHITEN, MIN_FIT, Encoder, fit_itq, lsh
 from .errors import BadParameter, IndexNotFound, ModelMismatch, ObjectNotFound
@@ -19,6 +20,7 @@ from .resolve import live_masks, surviving_tombstones
 from .segment import HNSW_MIN, ObjectRef, Rejection, Segment, named_at, query_object, raw_object
 from .store import LocalStore, Store, open_store
 
+FIT_SAMPLES = 100_000  # embeddings an encoder is fitted on at most (drawn evenly from the live entries)
 KEEP_REJECTIONS = 1000  # newest rejection records a compacted base keeps (the count is kept whole)
 # A segment the manifest does not list this long after it was named is an orphan (a writer killed between
 # writing it and committing it): far longer than any writer runs (a Lambda stops after 15 minutes).
@@ -199,16 +201,20 @@ class ImageIndex:
         return segment
 
     def live_raw(
-        self, manifest: Manifest | None = None
+        self, manifest: Manifest | None = None, *, names: Collection[str] | None = None
     ) -> tuple[KeyTable, np.ndarray, list[Segment], list[np.ndarray]]:
-        """All live entries with their raw embeddings, the segments they came from and their live masks."""
+        """Live entries of the named segments (all by default), resolved among those segments alone, with
+        their raw embeddings (float16), the segments they came from and their live masks."""
         manifest = manifest or self.manifest()
-        segments = [self.load_segment(info, with_raw=True) for info in manifest.segments]
+        infos = [s for s in manifest.segments if names is None or s.name in names]
+        segments = [self.load_segment(info, with_raw=True) for info in infos]
         masks = live_masks(segments)
         refs = KeyTable.concat([s.table.take(np.flatnonzero(m)) for s, m in zip(segments, masks, strict=True)])
         dim = int(manifest.model.get("dim", 0)) or (segments[0].raw.shape[1] if segments else 0)  # type: ignore[union-attr, call-overload]
         parts = [s.raw[m] for s, m in zip(segments, masks, strict=True) if m.any()]  # type: ignore[index]
-        raw = np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, dim), np.float32)
+        raw = np.concatenate(parts) if parts else np.zeros((0, dim), np.float16)
+        for segment in segments:
+            segment.raw = None  # the live rows are copied out: let the rest go
         return refs, raw, segments, masks
 
     # --- maintenance ------------------------------------------------------------------------------
@@ -216,35 +222,76 @@ class ImageIndex:
     def compact(
         self,
         *,
-        encoder: Encoder | None = None,
         hnsw_min: int = HNSW_MIN,
         threads: int = 0,
         float_dtype: str = "f16",
         min_segments: int = 2,
-        refit: Callable[[np.ndarray], Encoder] | None = None,
+        max_base: int = maintain.MAX_BASE,
     ) -> CompactResult:
-        """Fold every listed segment and tombstone into one base segment and CAS-swap the manifest.
+        """Fold the listed segments into as few as possible (each at most `max_base` entries).
 
-        Segments appended while this runs are kept. If it is cut short, the manifest is unchanged.
-        `refit`, given the live raw embeddings, returns a new encoder for the base (see `fit`).
+        Consecutive segments are merged while their entries fit in `max_base`; segments of an older
+        encoder are re-encoded. Fewer than `min_segments` segments, all current, are left as they are.
+        (The compaction Lambda uses `maintain.plan` instead: one size-tiered step at a time.)
+        Segments appended meanwhile are kept; a run cut short leaves the manifest as it was.
         """
         started = time.time()
         manifest = self.manifest()
-        target = encoder or self.encoder(manifest.encoder)
-        folded = manifest.segments
-        needs_reencode = any(s.encoder != target.version for s in folded)
-        if len(folded) < min_segments and not needs_reencode and encoder is None and refit is None:
-            orphans = self.collect_orphans().segments
-            return CompactResult(len(folded), manifest.count, 0, 0, None, target.version, 0.0, orphans)
-        refs, raw, segments, masks = self.live_raw(manifest)
-        if refit is not None:
-            encoder = target = refit(raw)
+        stale = any(s.encoder != manifest.encoder for s in manifest.segments)
+        results = []
+        if len(manifest.segments) >= min_segments or stale:
+            for group in maintain.groups(manifest.segments, max_base):
+                alone = group[0]
+                # one segment alone is rewritten only for a new encoder, or when asked to (min_segments <= 1)
+                # and it is a delta (a batch may hold superseded versions); a base is never rewritten alone
+                if len(group) >= 2 or alone.encoder != manifest.encoder or (min_segments <= 1 and alone.kind == "delta"):
+                    results.append(
+                        self.merge(
+                            [s.name for s in group], hnsw_min=hnsw_min, threads=threads, float_dtype=float_dtype
+                        )
+                    )
+        orphans = self.collect_orphans().segments
+        encoder = self.manifest().encoder
+        if not results:
+            return CompactResult(len(manifest.segments), manifest.count, 0, 0, None, encoder, 0.0, orphans)
+        return CompactResult(
+            before=sum(r.before for r in results),
+            entries=sum(r.entries for r in results),
+            dropped=sum(r.dropped for r in results),
+            tombstones=sum(r.tombstones for r in results),
+            base=results[-1].base,
+            encoder=encoder,
+            seconds=time.time() - started,
+            orphans=orphans,
+        )
+
+    def merge(
+        self,
+        names: Sequence[str],
+        *,
+        hnsw_min: int = HNSW_MIN,
+        threads: int = 0,
+        float_dtype: str = "f16",
+    ) -> CompactResult:
+        """Merge the named segments into one, encoded by the manifest's encoder, and CAS-swap it in.
+
+        Entries superseded or deleted within these segments are dropped; tombstones that may still hide
+        entries elsewhere are kept. The merged segment takes the place of the first of them. Rows are
+        ordered by object id.
+        """
+        started = time.time()
+        manifest = self.manifest()
+        wanted = set(names)
+        folded = [s for s in manifest.segments if s.name in wanted]
+        if len(folded) != len(wanted):
+            raise manifests.ConflictError("some of these segments are no longer listed; nothing changed")
+        target = self.encoder(manifest.encoder)
+        refs, raw, segments, masks = self.live_raw(manifest, names=wanted)
         tombstones = surviving_tombstones(segments, masks)
-        if encoder is not None:
-            self._save_encoder(encoder)
-        base = Segment.build(
-            refs=refs,
-            raw=raw,
+        by_id = np.argsort(refs.ids, kind="stable")
+        merged = Segment.build(
+            refs=refs.take(by_id),
+            raw=raw[by_id],
             encoder=target,
             tombstones=tombstones,
             rejections=sorted((r for s in segments for r in s.rejections), key=lambda r: r.time)[
@@ -254,24 +301,28 @@ class ImageIndex:
             float_dtype=float_dtype,
             threads=threads,
         )
+        del raw
         rejected = sum(s.rejected for s in folded)
         info = (
-            self._write_segment(base, kind="base", rejected=rejected)
+            self._write_segment(merged, kind="base", rejected=rejected)
             if (len(refs) or len(tombstones) or rejected)
             else None
         )
-        folded_names = {s.name for s in folded}
 
         def swap(previous: Manifest | None) -> Manifest:
             if previous is None:
                 raise IndexNotFound(f"the manifest at {self.store.uri} disappeared")
-            names = {s.name for s in previous.segments}
-            if not folded_names <= names:
-                raise manifests.ConflictError(
-                    "another compaction replaced these segments first; nothing changed"
-                )
-            kept = tuple(s for s in previous.segments if s.name not in folded_names)
-            return previous.with_segments(((info,) if info else ()) + kept, encoder=target.version)
+            if not wanted <= {s.name for s in previous.segments}:
+                raise manifests.ConflictError("another compaction replaced these segments first; nothing changed")
+            kept: list[SegmentInfo] = []
+            for s in previous.segments:
+                if s.name not in wanted:
+                    kept.append(s)
+                elif info is not None and info not in kept:
+                    kept.append(info)  # where the first folded segment was
+            if previous.encoder != target.version:
+                raise manifests.ConflictError("the encoder changed meanwhile (a fit); nothing changed")
+            return previous.with_segments(tuple(kept))
 
         self._commit(swap)
         self.store.retire(
@@ -282,7 +333,6 @@ class ImageIndex:
             ]
         )
         total = sum(len(s) for s in segments)
-        orphans = self.collect_orphans().segments
         return CompactResult(
             before=len(folded),
             entries=len(refs),
@@ -291,8 +341,25 @@ class ImageIndex:
             base=info.name if info else None,
             encoder=target.version,
             seconds=time.time() - started,
-            orphans=orphans,
         )
+
+    def sample_raw(self, count: int, *, seed: int = 0) -> np.ndarray:
+        """Up to `count` raw embeddings drawn evenly from the live entries, one segment in memory at a time."""
+        manifest = self.manifest()
+        segments = [self.load_segment(info) for info in manifest.segments]
+        masks = live_masks(segments)
+        live = sum(int(m.sum()) for m in masks)
+        rng = np.random.default_rng(seed)
+        parts = []
+        for info, mask in zip(manifest.segments, masks, strict=True):
+            rows = np.flatnonzero(mask)
+            if not len(rows):
+                continue
+            take = rows if live <= count else rng.choice(rows, max(1, round(count * len(rows) / live)), replace=False)
+            raw = self.load_segment(info, with_raw=True).raw
+            parts.append(raw[np.sort(take)])  # type: ignore[index]
+        dim = int(manifest.model.get("dim", 0))  # type: ignore[call-overload]
+        return np.concatenate(parts) if parts else np.zeros((0, dim), np.float16)
 
     def collect_orphans(self, *, older_than: float = ORPHAN_SECONDS) -> OrphanReport:
         """Retire segments no manifest lists, named more than `older_than` seconds ago.
@@ -342,19 +409,34 @@ class ImageIndex:
         hnsw_min: int = HNSW_MIN,
         threads: int = 0,
         min_count: int = MIN_FIT,
+        reencode: bool = True,
+        max_samples: int = FIT_SAMPLES,
     ) -> tuple[Encoder, CompactResult]:
-        """Fit PCA + ITQ on the live embeddings, then re-encode everything (no image is re-read)."""
+        """Fit PCA + ITQ on (a sample of) the live embeddings and make it the index's encoder.
 
-        def refit(raw: np.ndarray) -> Encoder:
-            if len(raw) < min_count:
-                raise BadParameter(
-                    f"the index holds {len(raw)} images; fitting needs at least {min_count} "
-                    "(index more, or pass a lower minimum)"
-                )
-            return fit_itq(raw, bits=bits, dims=dims, whiten=whiten)
+        With `reencode` every segment is then rewritten with it (no image is re-read); without, the
+        segments keep their encoder until maintenance re-encodes them (queries handle both meanwhile).
+        """
+        sample = self.sample_raw(max_samples)
+        if len(sample) < min_count:
+            raise BadParameter(
+                f"the index holds {len(sample)} images; fitting needs at least {min_count} "
+                "(index more, or pass a lower minimum)"
+            )
+        encoder = fit_itq(sample.astype(np.float32), bits=bits, dims=dims, whiten=whiten, max_samples=max_samples)
+        del sample
+        self._save_encoder(encoder)
 
-        result = self.compact(refit=refit, hnsw_min=hnsw_min, threads=threads, min_segments=0)
-        return self.encoder(result.encoder), result
+        def switch(previous: Manifest | None) -> Manifest:
+            if previous is None:
+                raise IndexNotFound(f"the manifest at {self.store.uri} disappeared")
+            return replace(previous, encoder=encoder.version)
+
+        self._commit(switch)
+        if not reencode:
+            manifest = self.manifest()
+            return encoder, CompactResult(len(manifest.segments), manifest.count, 0, 0, None, encoder.version, 0.0)
+        return encoder, self.compact(hnsw_min=hnsw_min, threads=threads, min_segments=0)
 
 
 def check_model(manifest: Manifest, spec: ModelSpec) -> None:

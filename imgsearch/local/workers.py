@@ -196,7 +196,7 @@ class CompactionWorker:
                 log("compaction: the handler failed; the next run tries again")
                 traceback.print_exc()
                 continue
-            if summary.get("action") == "fit" or summary.get("base"):  # base None: nothing to fold
+            if summary.get("action") in ("fit", "compact"):  # "none": nothing was due
                 log(
                     f"compaction: {summary.get('action')} folded {summary.get('before')} segment(s), "
                     f"{summary.get('entries')} entries"
