@@ -11,8 +11,8 @@ import numpy as np
 
 from .errors import BadParameter, KeyNotIndexed
 from .index import ImageIndex
+from .live import LiveSet
 from .manifest import Manifest
-from .resolve import live_masks
 from .segment import ObjectRef, Rejection, Segment, object_id, query_object, table_refs
 
 METRICS = ("hybrid", "cosine", "hamming")
@@ -33,13 +33,6 @@ class Hit:
     size: int
 
 
-@dataclass
-class _Live:
-    segment: Segment
-    alive: np.ndarray  # bool per row
-    dead: int
-
-
 class Searcher:
     """Answers queries over an index; re-reads the manifest at most every `refresh_seconds`."""
 
@@ -56,10 +49,7 @@ class Searcher:
         self.expansion_search = expansion_search
         self.oversample = oversample
         self._cache: dict[str, Segment] = {}
-        self._live: list[_Live] = []
-        # Every live entry by object id, sorted: (ids, segment position, row) for vectorised look-ups.
-        self._ids = np.zeros(0, np.uint64)
-        self._where = np.zeros((0, 2), np.int64)
+        self.live = LiveSet()
         self._buckets: list[str] = []
         self._etag: str | None = None
         self._checked = 0.0
@@ -92,16 +82,13 @@ class Searcher:
                 segments.append(self._cache[info.name])
             for name in set(self._cache) - {s.name for s in manifest.segments}:
                 del self._cache[name]
-            masks = live_masks(segments)
-            self._live = [_Live(s, m, int((~m).sum())) for s, m in zip(segments, masks, strict=True)]
-            rows = [np.flatnonzero(live.alive) for live in self._live]
-            ids = np.concatenate([live.segment.ids[r] for live, r in zip(self._live, rows, strict=True)] or [self._ids[:0]])
-            where = np.concatenate(
-                [np.stack([np.full(len(r), pos), r], axis=1) for pos, r in enumerate(rows)] or [self._where[:0]]
-            )
-            order = np.argsort(ids, kind="stable")
-            self._ids, self._where = ids[order], where[order]
-            self._buckets = sorted({b for live in self._live for b in live.segment.table.buckets})
+            known = self.live.names
+            if known and [s.name for s in segments[: len(known)]] == known:
+                for segment in segments[len(known) :]:  # appended: pay for what changed
+                    self.live.append(segment)
+            else:  # compacted, or the first load: resolve everything (vectorised)
+                self.live.rebuild(segments)
+            self._buckets = sorted({b for live in self.live.segments for b in live.segment.table.buckets})
             self.manifest, self._etag = manifest, etag
             return True
 
@@ -109,22 +96,22 @@ class Searcher:
         """The live entry of every indexed key (for a single-bucket index such as a local folder)."""
         return {
             ref.key: ref
-            for live in self._live
+            for live in self.live.segments
             for ref in table_refs(live.segment.table.take(np.flatnonzero(live.alive)))
         }
 
     def rejections(self) -> list[Rejection]:
         """Recorded rejections of the loaded segments, oldest first."""
-        return sorted((r for live in self._live for r in live.segment.rejections), key=lambda r: r.time)
+        return sorted((r for live in self.live.segments for r in live.segment.rejections), key=lambda r: r.time)
 
     @property
     def count(self) -> int:
-        return len(self._ids)
+        return len(self.live)
 
     def memory_bytes(self) -> int:
         """Bytes held for the query path (vectors, codes, graphs; key tables not counted)."""
         total = 0
-        for live in self._live:
+        for live in self.live.segments:
             s = live.segment
             total += s.floats.nbytes + s.codes.nbytes
             for graph in (s.float_index, s.code_index):
@@ -181,8 +168,8 @@ class Searcher:
         """ "More like this": search with the stored vectors of an indexed object."""
         self.refresh()
         pos, row = self._locate(key, bucket)
-        segment = self._live[pos].segment
-        if {live.segment.encoder for live in self._live} == {segment.encoder}:
+        segment = self.live.segments[pos].segment
+        if {live.segment.encoder for live in self.live.segments} == {segment.encoder}:
             stored = (segment.floats[row : row + 1].astype(np.float32), segment.codes[row : row + 1])
             return self._search(
                 lambda _: stored,
@@ -224,7 +211,7 @@ class Searcher:
         # slices of one ranking (for the first ten pages at least) and never overlap.
         pool = max(k * self.oversample, MIN_CANDIDATES, want)
         per_query: list[list[tuple[float, int, int]]] = [[] for _ in range(n)]
-        for pos, live in enumerate(self._live):
+        for pos, live in enumerate(self.live.segments):
             segment = live.segment
             if not live.alive.any():
                 continue
@@ -252,7 +239,7 @@ class Searcher:
                 score = round(min(max(float(raw_score), -1.0), 1.0), 6)
                 if min_score is not None and score < min_score:  # the score as reported
                     break
-                table = self._live[pos].segment.table
+                table = self.live.segments[pos].segment.table
                 hits.append(
                     Hit(
                         key=table.keys[row],
@@ -314,10 +301,9 @@ class Searcher:
         else:
             candidates = [object_id(b, key) for b in self._buckets]
         for candidate in candidates:
-            slot = int(np.searchsorted(self._ids, np.uint64(candidate)))
-            if slot < len(self._ids) and int(self._ids[slot]) == candidate:
-                pos, row = self._where[slot]
-                return int(pos), int(row)
+            found = self.live.locate(candidate)
+            if found is not None:
+                return found
         raise KeyNotIndexed(
             f"{key!r} is not in the index: check the key (it is case-sensitive) or index it first"
         )
