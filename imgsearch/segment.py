@@ -29,6 +29,7 @@ HNSW_MIN = 50_000  # segments at least this large get HNSW graphs (see docs/BENC
 CONNECTIVITY = 16
 EXPANSION_ADD = 64
 FLOAT_DTYPES = ("f16", "i8")
+ENCODE_CHUNK = 65_536  # rows encoded (or added to a graph) at once: bounds the float32 copies
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,9 +127,15 @@ class Segment:
         dead = tombstones if isinstance(tombstones, KeyTable) else KeyTable.from_refs(tombstones or [])
         if len(table) != len(raw):
             raise ValueError(f"{len(table)} refs for {len(raw)} embeddings")
-        raw = np.asarray(raw, dtype=np.float32).reshape(len(table), encoder.dim_in)
-        floats = encoder.floats(raw).astype(np.float16)
-        codes = encoder.codes(raw)
+        raw = np.asarray(raw).reshape(len(table), encoder.dim_in)
+        if raw.dtype != np.float16:
+            raw = raw.astype(np.float16)  # what is stored; encoding reads float32 a chunk at a time
+        floats = np.empty((len(raw), encoder.floats(raw[:1].astype(np.float32)).shape[1]), np.float16)
+        codes = np.empty((len(raw), encoder.bits // 8), np.uint8)
+        for start in range(0, len(raw), ENCODE_CHUNK):
+            part = raw[start : start + ENCODE_CHUNK].astype(np.float32)
+            floats[start : start + len(part)] = encoder.floats(part)
+            codes[start : start + len(part)] = encoder.codes(part)
         segment = cls(
             name=name or new_name(),
             encoder=encoder.version,
@@ -137,7 +144,7 @@ class Segment:
             codes=codes,
             dead=dead,
             rejections=list(rejections or []),
-            raw=raw.astype(np.float16),
+            raw=raw,
         )
         if len(table) >= hnsw_min:
             segment.build_hnsw(float_dtype=float_dtype, threads=threads)
@@ -154,7 +161,9 @@ class Segment:
             connectivity=CONNECTIVITY,
             expansion_add=EXPANSION_ADD,
         )
-        floats.add(rows, self.floats.astype(np.float32), threads=threads)
+        for start in range(0, len(rows), ENCODE_CHUNK):  # float32 copies a chunk at a time
+            end = start + ENCODE_CHUNK
+            floats.add(rows[start:end], self.floats[start:end].astype(np.float32), threads=threads)
         codes = Index(
             ndim=self.codes.shape[1] * 8,
             metric="hamming",
@@ -176,8 +185,9 @@ class Segment:
         """
         if self.code_index is not None and not exact:
             return _matches(self.code_index.search(queries, count), count)
+        codes, queries = _words(self.codes), _words(np.ascontiguousarray(queries, dtype=np.uint8))
         distances = np.array(
-            [np.bitwise_count(self.codes ^ q).sum(axis=1, dtype=np.int32) for q in queries], dtype=np.int32
+            [np.bitwise_count(codes ^ q).sum(axis=1, dtype=np.int32) for q in queries], dtype=np.int32
         ).reshape(len(queries), len(self))
         rows = _first(distances, min(count, len(self)))
         return rows, np.take_along_axis(distances, rows, axis=1).astype(np.float32)
@@ -296,6 +306,13 @@ def query_object(name: str) -> str:
 
 def raw_object(name: str) -> str:
     return f"segments/{name}/raw.npy"
+
+
+def _words(codes: np.ndarray) -> np.ndarray:
+    """Packed codes as 64-bit words when their width allows (8x fewer popcounts), else as they are."""
+    if codes.shape[1] % 8 == 0 and codes.flags.c_contiguous:
+        return codes.view(np.uint64)
+    return codes
 
 
 def _first(values: np.ndarray, count: int) -> np.ndarray:
