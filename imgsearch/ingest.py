@@ -8,15 +8,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import maintain
 from .embed import Embedder
-from .encode import MIN_FIT
+from .files import printable, read_file
 from .index import ImageIndex
 from .search import Searcher
 from .segment import ObjectRef, normalise_sequencer
 
 LOCAL_BUCKET = "local"
 CHUNK = 1024  # images per segment written by one run (progress is kept if the run stops)
-COMPACT_AFTER = 8  # segments
 
 
 @dataclass(frozen=True)
@@ -36,12 +36,17 @@ class IndexReport:
 
 
 def scan(sources: Iterable[Path]) -> list[SourceFile]:
-    """Every regular, non-hidden file under each source folder; key = path relative to the source."""
+    """Every non-hidden, non-folder entry under each source folder; key = path relative to the source.
+
+    Entries are not opened here: FIFOs, devices, broken links and the like are rejected with their
+    reason when read. A name that is not valid UTF-8 is keyed by `files.printable` (each undecodable
+    byte as the text `\\xNN`), so it can be stored, printed and searched for.
+    """
     found: list[SourceFile] = []
     for source in sources:
         source = Path(source)
         if source.is_file():
-            found.append(SourceFile(source, source.name))
+            found.append(SourceFile(source, printable(source.name)))
             continue
         if not source.is_dir():
             raise FileNotFoundError(f"{source} is neither a folder nor a file")
@@ -50,7 +55,7 @@ def scan(sources: Iterable[Path]) -> list[SourceFile]:
             for name in sorted(files):
                 if not name.startswith("."):
                     path = Path(root) / name
-                    found.append(SourceFile(path, path.relative_to(source).as_posix()))
+                    found.append(SourceFile(path, printable(path.relative_to(source).as_posix())))
     return found
 
 
@@ -71,6 +76,14 @@ def file_sequencer(path: Path) -> str:
     return f"{path.stat().st_mtime_ns:x}"
 
 
+def _changed(file: SourceFile, known: ObjectRef) -> bool:
+    """Whether a file differs from its indexed version (one that cannot be examined is read to say why)."""
+    try:
+        return known.order != normalise_sequencer(file_sequencer(file.path))
+    except OSError:
+        return True
+
+
 def index_files(
     index: ImageIndex,
     embedder: Embedder,
@@ -80,17 +93,16 @@ def index_files(
     progress: Callable[[int], None] | None = None,
     compact: bool = True,
 ) -> IndexReport:
-    """Embed and append files in chunks; unreadable files are reported and skipped."""
+    """Embed and append files in chunks; unreadable files are reported (printable path, reason) and skipped.
+
+    Files are read by `files.read_file`: never more than the embedder's byte limit, never blocking.
+    """
     report = IndexReport()
     index.ensure(embedder.spec)
     searcher = Searcher(index)
     searcher.refresh(force=True)
     known = searcher.live_refs()
-    fresh = [
-        f
-        for f in files
-        if f.key not in known or known[f.key].order != normalise_sequencer(file_sequencer(f.path))
-    ]
+    fresh = [f for f in files if f.key not in known or _changed(f, known[f.key])]
     report.unchanged = len(files) - len(fresh)
     if progress and report.unchanged:
         progress(report.unchanged)
@@ -100,24 +112,18 @@ def index_files(
         refs: list[ObjectRef | None] = [None] * len(part)
 
         def read(i: int, part: list[SourceFile] = part, refs: list[ObjectRef | None] = refs) -> bytes:
-            data = part[i].path.read_bytes()
+            data = read_file(part[i].path, limit=embedder.limits.max_bytes)
             refs[i] = file_ref(part[i].path, part[i].key, data)
             return data
 
         vectors, failures, done = embedder.embed_stream(read, len(part), progress=progress)
-        report.skipped.extend((str(part[f.index].path), f.reason) for f in failures)
+        report.skipped.extend((printable(part[f.index].path), f.reason) for f in failures)
         if done:
             index.append([refs[i] for i in done], vectors)  # type: ignore[misc]
             report.indexed += len(done)
             report.segments += 1
     if compact and report.indexed:
-        manifest = index.manifest()
-        live = report.indexed + len(known)
-        encoder = index.encoder(manifest.encoder)
-        if encoder.kind == "lsh" and live >= MIN_FIT:
-            fitted, _ = index.fit(bits=encoder.bits)
-            report.compacted, report.fitted = True, fitted.version
-        elif len(manifest.segments) >= COMPACT_AFTER:
-            index.compact()
-            report.compacted = True
+        steps = maintain.run(index)  # the policy the compaction Lambda follows: fit, re-encode, merge
+        report.compacted = any(s.action == "merge" for s in steps)
+        report.fitted = next((s.encoder for s in steps if s.action == "fit"), None)
     return report

@@ -88,13 +88,17 @@ def reject(ref: ObjectRef, *, code: str, reason: str) -> None:
 
 @tracer.capture_method
 def fetch(ref: ObjectRef) -> bytes | None:
-    """The bytes of exactly the version the event names; None if that version is gone or replaced."""
+    """The bytes of exactly the version the event names; None if that version is gone or replaced.
+
+    Reads at most MAX_OBJECT_BYTES + 1 bytes, whatever size the event gave: more means too large.
+    """
     args: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key}
     if ref.etag:
         args["IfMatch"] = ref.etag
     try:
-        body: bytes = s3.get_object(**args)["Body"].read()
-        return body
+        with s3.get_object(**args)["Body"] as body:
+            data: bytes = body.read(MAX_OBJECT_BYTES + 1)
+        return data
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "")
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -124,9 +128,14 @@ def record_handler(record: SQSRecord) -> None:
             reject(ref, code="too_large", reason=f"object is {ref.size} bytes, over {MAX_OBJECT_BYTES}")
             continue
         data = fetch(ref)
-        if data is not None:
-            batch.refs.append(ref)
-            batch.images.append(data)
+        if data is None:
+            continue
+        if len(data) > MAX_OBJECT_BYTES:  # the object is larger than its event said
+            reason = f"object is over {MAX_OBJECT_BYTES} bytes (its event said {ref.size})"
+            reject(ref, code="too_large", reason=reason)
+            continue
+        batch.refs.append(ref)
+        batch.images.append(data)
 
 
 @tracer.capture_method

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import ExifTags, Image
 
+from imgsearch import images
 from imgsearch.errors import InvalidImage
 from imgsearch.images import DEFAULT_LIMITS, Limits, decode, to_rgb
 
@@ -489,3 +490,78 @@ def test_png_with_a_corrupted_chunk() -> None:
     data = bytearray(encode(noisy((64, 48)), "PNG"))
     data[len(data) // 2] ^= 0xFF  # inside IDAT: the CRC no longer matches
     assert_invalid(bytes(data), code="not_an_image", starts="corrupt or truncated image")
+
+
+# --- bounded decoding of large images -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("width", "height"), [(20000, 1), (1, 20000), (101, 1)])
+def test_aspect_limit_refuses_long_thin_images_naming_the_shape(width: int, height: int) -> None:
+    data = png_bytes(width, height, bit_depth=8, colour_type=2, rows=None)  # refused from the header
+    error = assert_invalid(data, code="extreme_aspect")
+    assert f"{width}x{height}" in error.reason and "100:1 limit" in error.reason
+
+
+def test_aspect_at_the_limit_is_decoded() -> None:
+    assert decode(encode(noisy((100, 1)), "PNG")).size == (100, 1)
+
+
+def test_a_large_image_is_reduced_while_both_sides_stay_at_least_4x_min_side() -> None:
+    data = encode(Image.new("RGB", (3000, 2100), GREY), "PNG")  # 6.3 MP: over SMALL_PIXELS
+    assert decode(data).size == (3000, 2100)  # no min_side: never reduced
+    assert decode(data, min_side=200).size == (1500, 1050)  # 2100 // 800 = 2
+    assert decode(data, min_side=600).size == (3000, 2100)  # 2100 < 4 * 600
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "P", "I;16", "F"])
+def test_banded_decode_equals_converting_and_turning_the_whole(
+    monkeypatch: pytest.MonkeyPatch, mode: str, orientation: int
+) -> None:
+    """upright_rgb works a few rows at a time (here: 9 rows a band); the result must not show it."""
+    monkeypatch.setattr(images, "BAND_PIXELS", 9 * 101)
+    monkeypatch.setattr(images, "SMALL_PIXELS", 0)  # reduce even this small image
+    source = noisy((101, 67), seed=orientation)
+    if mode in ("I;16", "F"):
+        grey = np.asarray(source.convert("L"), dtype=np.float32) * 200
+        source = Image.fromarray(grey.astype(np.uint16 if mode == "I;16" else np.float32))
+    else:
+        source = source.convert(mode)
+    expected = to_rgb(source.copy()).crop((0, 0, 100, 66)).reduce(2)  # 67 rows // 2: whole blocks only
+    method = images.TRANSPOSE.get(orientation)
+    expected = expected.transpose(method) if method is not None else expected
+    image = source.copy()
+    image.getexif()[ExifTags.Base.Orientation] = orientation
+
+    part = images.upright_rgb(image, min_side=8)  # 67 // (4 * 8) = 2
+
+    assert part.factor == 2 and part.image.size == expected.size
+    assert np.array_equal(np.asarray(part.image), np.asarray(expected))
+    assert part.size == ((67, 101) if method in images.SWAPS else (101, 67))
+
+
+def test_decoded_part_says_where_it_lies_in_the_upright_image() -> None:
+    stored = Image.new("RGB", (9000, 600), GREY)  # 5.4 MP, 15:1: cropped to its centre
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6  # shown turned 90° clockwise: 600 x 9000
+    part = images.decode_part(encode(stored, "PNG", exif=exif), min_side=100, centre=1.0)
+    assert part.size == (600, 9000) and part.factor == 1
+    left, top, right, bottom = part.box
+    assert (left, right) == (0, 600) and bottom - top == part.image.height
+    assert abs((top + bottom) / 2 - 4500) <= 0.5  # the region is centred
+    assert part.image.size == (600, bottom - top) and bottom - top < 1000
+
+
+def test_unreadable_exif_counts_as_no_orientation() -> None:
+    jpeg = encode(noisy((48, 32)), "JPEG")
+    app1 = b"Exif\x00\x00" + np.random.default_rng(5).integers(0, 256, 300, dtype=np.uint8).tobytes()
+    data = jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpeg[2:]
+    assert decode(data).size == (48, 32)
+
+
+def test_float_image_with_nan_and_infinities_uses_the_finite_range() -> None:
+    values = np.linspace(0.0, 1.0, 64, dtype=np.float32).reshape(8, 8)
+    values[0, :4] = [np.nan, np.inf, -np.inf, np.nan]
+    grey = np.asarray(to_rgb(Image.fromarray(values, "F")))[..., 0]
+    assert grey[1:].min() < 20 and grey.max() == 255
+    assert grey[0, 1] == 255 and grey[0, 2] == grey[0, 0] == 0  # +inf top, -inf and nan bottom
