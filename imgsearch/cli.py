@@ -6,7 +6,7 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from tqdm import tqdm
@@ -117,13 +117,13 @@ def index_cmd(
 def search_cmd(
     queries: Annotated[list[str], typer.Argument(help="Image files, or keys of indexed images.")],
     index: IndexOpt,
-    k: Annotated[int, typer.Option("--k", help="Results per query.")] = 10,
+    k: Annotated[int, typer.Option("--k", help="Results per query (1 to 1000).")] = 10,
     metric: Annotated[str, typer.Option("--metric", help="hybrid | cosine | hamming.")] = "hybrid",
     min_score: Annotated[
-        float | None, typer.Option("--min-score", help="Drop results scoring lower.")
+        float | None, typer.Option("--min-score", help="Drop results scoring lower (-1 to 1).")
     ] = None,
     prefix: Annotated[str | None, typer.Option("--prefix", help="Only keys starting with this.")] = None,
-    offset: Annotated[int, typer.Option("--offset", help="Skip this many results (paging).")] = 0,
+    offset: Annotated[int, typer.Option("--offset", help="Skip this many results (paging; 0 to 10000).")] = 0,
     exact: Annotated[bool, typer.Option("--exact", help="Exhaustive search instead of HNSW.")] = False,
     endpoint_url: EndpointOpt = None,
     model_dir: ModelOpt = None,
@@ -132,27 +132,28 @@ def search_cmd(
 ) -> None:
     """Search with query images (embedded in batches) or keys already in the index."""
     from .embed import Embedder
+    from .files import read_file
     from .index import check_model
-    from .search import Searcher, check_params
+    from .options import SearchOptions
+    from .search import Searcher
 
     try:
-        check_params(k=k, metric=metric, offset=offset)
+        options = SearchOptions(
+            k=k, metric=metric, min_score=min_score, prefix=prefix or None, offset=offset, exact=exact
+        ).search_kwargs()
         searcher = Searcher(_open(index, endpoint_url))
         searcher.refresh(force=True)
-        options: dict[str, Any] = {
-            "k": k,
-            "metric": metric,
-            "min_score": min_score,
-            "prefix": prefix,
-            "offset": offset,
-            "exact": exact,
-        }
         files = [q for q in queries if Path(q).is_file()]
         results: dict[str, list[Hit] | Exception] = {}
         if files:
             embedder = Embedder.load(model_dir, threads=threads or None)
             check_model(searcher.manifest, embedder.spec)  # type: ignore[arg-type]
-            vectors, failures, done = embedder.embed_stream(lambda i: Path(files[i]).read_bytes(), len(files))
+            limit = embedder.limits.max_bytes  # kind and size checked before reading; read bounded
+
+            def read(i: int) -> bytes:
+                return read_file(files[i], limit=limit)
+
+            vectors, failures, done = embedder.embed_stream(read, len(files))
             for failure in failures:
                 results[files[failure.index]] = InvalidImage(failure.reason)
             for query, hits in zip(
@@ -241,6 +242,7 @@ def compact_cmd(
         "dropped": result.dropped,
         "tombstones": result.tombstones,
         "base": result.base,
+        "orphans": result.orphans,
         "seconds": round(result.seconds, 2),
     }
     typer.echo(json.dumps(facts) if as_json else " ".join(f"{k}={v}" for k, v in facts.items()))

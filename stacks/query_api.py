@@ -11,7 +11,7 @@ from .functions import Assets, python_function
 from .ingest import grant_image_reads, grant_index_access
 from .nag import suppress
 from .storage import Storage
-from .wiring import BINARY_MEDIA_TYPES, QUERY, SEARCH_PARAMETERS, query_environment
+from .wiring import BINARY_MEDIA_TYPES, GATEWAY_RESPONSES, QUERY, SEARCH_PARAMETERS, query_environment
 
 QUERYSTRING = {f"method.request.querystring.{name}": False for name in SEARCH_PARAMETERS}
 
@@ -96,6 +96,15 @@ class QueryApi(Construct):
             else None,
             default_method_options=apigw.MethodOptions(api_key_required=True),
         )
+        # API Gateway's own answers (bad key, unknown route, too large, throttled, timeouts) in the API's
+        # error shape, from the table the local API answers from too (stacks/wiring.py).
+        for response in GATEWAY_RESPONSES:
+            self.api.add_gateway_response(
+                response.type.title().replace("_", ""),
+                type=apigw.ResponseType.of(response.type),
+                status_code=str(response.status) if response.status is not None else None,
+                templates={"application/json": response.body},
+            )
         validator = self.api.add_request_validator(
             "Requests", validate_request_parameters=True, validate_request_body=True
         )

@@ -8,6 +8,7 @@ environments from them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -146,3 +147,117 @@ ROUTES: tuple[tuple[str, str, bool], ...] = (
     ("GET", "/similar/{key+}", True),
     ("GET", "/health", True),
 )
+
+
+# API Gateway's own answers (requests that never reach the function), in the API's error shape
+# {"error": {"code", "message"}}. The REST API sets them as Gateway Responses (stacks/query_api.py) and the
+# local API (imgsearch/local/api.py) answers from this same table; docs/openapi.yaml documents each status.
+MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's REST payload limit (REQUEST_TOO_LARGE above it)
+
+
+@dataclass(frozen=True)
+class GatewayResponse:
+    """One Gateway Response: API Gateway's response type, the status it answers, the error body."""
+
+    type: str  # AWS::ApiGateway::GatewayResponse ResponseType
+    status: int | None  # None: the status API Gateway chose (the DEFAULT_4XX / DEFAULT_5XX families)
+    code: str
+    message: str  # fixed text (a mapping template: no $ or #), saying what to do
+    error_type: str  # the x-amzn-ErrorType header API Gateway sends with it
+
+    @property
+    def body(self) -> str:
+        return json.dumps({"error": {"code": self.code, "message": self.message}})
+
+
+GATEWAY_RESPONSES: tuple[GatewayResponse, ...] = (
+    GatewayResponse(
+        "INVALID_API_KEY",  # a missing key as well as a wrong one
+        403,
+        "forbidden",
+        "missing or wrong API key: send the API key in the x-api-key header (docs/DEPLOY.md says where to find it)",
+        "ForbiddenException",
+    ),
+    GatewayResponse(
+        "MISSING_AUTHENTICATION_TOKEN",  # what API Gateway answers for an unknown route or method
+        404,
+        "not_found",
+        "no such route or method: the API serves GET /, POST /search, GET /similar/{key} and GET /health "
+        "(docs/openapi.yaml)",
+        "MissingAuthenticationTokenException",
+    ),
+    GatewayResponse(
+        "REQUEST_TOO_LARGE",
+        413,
+        "too_large",
+        f"the request is over the API's {MAX_PAYLOAD_BYTES // (1024 * 1024)} MB limit: send a smaller image",
+        "RequestTooLongException",
+    ),
+    GatewayResponse(
+        "BAD_REQUEST_PARAMETERS",
+        400,
+        "bad_parameter",
+        "a required request parameter is missing: see docs/openapi.yaml",
+        "BadRequestException",
+    ),
+    GatewayResponse(
+        "BAD_REQUEST_BODY",
+        400,
+        "bad_parameter",
+        "the request body does not match the API's model: see docs/openapi.yaml",
+        "BadRequestException",
+    ),
+    GatewayResponse(
+        "THROTTLED",
+        429,
+        "throttled",
+        "too many requests: the usage plan's rate limit was reached; retry after a short, growing delay",
+        "TooManyRequestsException",
+    ),
+    GatewayResponse(
+        "QUOTA_EXCEEDED",
+        429,
+        "quota_exceeded",
+        "the API key's daily request quota is used up: wait for the next day or raise quotaPerDay",
+        "LimitExceededException",
+    ),
+    GatewayResponse(
+        "INTEGRATION_FAILURE",
+        502,
+        "bad_gateway",
+        "the query function failed to answer: retry; if it persists, see the function's logs",
+        "InternalServerErrorException",
+    ),
+    GatewayResponse(
+        "INTEGRATION_TIMEOUT",
+        504,
+        "timeout",
+        "the query function did not answer in time: retry, or ask for fewer results (a smaller k)",
+        "InternalServerErrorException",
+    ),
+    GatewayResponse(
+        "DEFAULT_4XX",
+        None,
+        "bad_request",
+        "the request was refused before it reached the API: check the method, path, headers and body "
+        "against docs/openapi.yaml",
+        "BadRequestException",
+    ),
+    GatewayResponse(
+        "DEFAULT_5XX",
+        None,
+        "gateway_error",
+        "the API could not complete the request: retry shortly",
+        "InternalServerErrorException",
+    ),
+)
+
+
+def gateway_response(response_type: str) -> GatewayResponse:
+    """The entry of GATEWAY_RESPONSES for an API Gateway response type, e.g. "INVALID_API_KEY"."""
+    for response in GATEWAY_RESPONSES:
+        if response.type == response_type:
+            return response
+    raise KeyError(
+        f"no gateway response {response_type!r}: the types are {[r.type for r in GATEWAY_RESPONSES]}"
+    )

@@ -34,6 +34,7 @@ from imgsearch.errors import (
     ModelMismatch,
 )
 from imgsearch.index import ImageIndex
+from imgsearch.options import SearchOptions
 from imgsearch.search import MAX_K, METRICS, Hit, Searcher
 from lambdas.common import config
 
@@ -50,6 +51,7 @@ REFRESH_SECONDS = config.number("REFRESH_SECONDS", 5.0, low=0.0, high=3600.0)
 CORS_ORIGINS = [o.strip() for o in config.optional("CORS_ORIGINS").split(",") if o.strip()]
 
 IMAGE_TYPES = ("image/", "application/octet-stream")
+BODY_FIELDS = frozenset({"image", "key"})  # a JSON body has exactly one of them (docs/openapi.yaml)
 PAGE = Path(imgsearch.__file__).resolve().parent / "web" / "index.html"  # the search page, shipped in the package
 
 logger = Logger()
@@ -77,43 +79,11 @@ class PayloadTooLarge(ImgSearchError):
 # --- request parsing ------------------------------------------------------------------------------
 
 
-def _int(name: str, text: str | None, default: int) -> int:
-    if text is None or text == "":
-        return default
-    try:
-        return int(text)
-    except ValueError:
-        raise BadParameter(f"{name} must be a whole number, not {text!r}") from None
-
-
-def search_options() -> dict[str, Any]:
-    """k, metric, min_score, prefix and offset from the query string, checked."""
-    params = app.current_event.query_string_parameters or {}
-    unknown = set(params) - {"k", "metric", "min_score", "prefix", "offset"}
-    if unknown:
-        raise BadParameter(f"unknown query parameter(s): {', '.join(sorted(unknown))}")
-    k = _int("k", params.get("k"), DEFAULT_K)
-    if not 1 <= k <= MAX_K:
-        raise BadParameter(f"k must be between 1 and {MAX_K}, not {k}")
-    metric = params.get("metric") or DEFAULT_METRIC
-    if metric not in METRICS:
-        raise BadParameter(f"metric {metric!r} is not one of {', '.join(METRICS)}")
-    min_score = None
-    if params.get("min_score"):
-        try:
-            min_score = float(params["min_score"])
-        except ValueError:
-            raise BadParameter(f"min_score must be a number, not {params['min_score']!r}") from None
-    offset = _int("offset", params.get("offset"), 0)
-    if offset < 0:
-        raise BadParameter(f"offset must be 0 or more, not {offset}")
-    return {
-        "k": k,
-        "metric": metric,
-        "min_score": min_score,
-        "prefix": params.get("prefix") or None,
-        "offset": offset,
-    }
+def search_options() -> SearchOptions:
+    """The search options from the query string, checked strictly (imgsearch.options)."""
+    event = app.current_event
+    params = event.multi_value_query_string_parameters or event.query_string_parameters
+    return SearchOptions.from_query(params, default_k=DEFAULT_K, default_metric=DEFAULT_METRIC)
 
 
 def request_body() -> bytes:
@@ -125,6 +95,17 @@ def request_body() -> bytes:
         except (binascii.Error, ValueError):
             raise BadParameter("the body is marked base64 but is not valid base64") from None
     return text.encode("utf-8", "surrogateescape")
+
+
+def checked_key(key: object) -> str:
+    """An object key as S3 has them: a non-empty string of Unicode text (no lone surrogates)."""
+    if not isinstance(key, str) or not key:
+        raise BadParameter('"key" must be a non-empty string')
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadParameter('"key" is not valid Unicode text (it holds a lone surrogate)') from None
+    return key
 
 
 def check_size(data: bytes) -> bytes:
@@ -145,16 +126,24 @@ def parse_query() -> tuple[bytes | None, str | None]:
     if content_type in ("application/json", ""):
         try:
             payload = json.loads(body or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except ValueError:  # JSONDecodeError, UnicodeDecodeError, an integer of more than 4300 digits
             raise BadParameter(
                 'the body is not valid JSON: send {"image": "<base64>"} or {"key": "..."}'
             ) from None
-        if not isinstance(payload, dict) or ("image" in payload) == ("key" in payload):
+        except RecursionError:  # the json module recurses once per nested [ or {
+            raise BadParameter(
+                'the JSON body is nested too deeply: send {"image": "<base64>"} or {"key": "..."}'
+            ) from None
+        if not isinstance(payload, dict):
+            raise BadParameter('the JSON body must be an object: {"image": "<base64>"} or {"key": "..."}')
+        extra = sorted(set(payload) - BODY_FIELDS)
+        if extra:
+            named = ", ".join(repr(name[:40]) for name in extra[:3])
+            raise BadParameter(f'the JSON body may only have "image" or "key", not {named}')
+        if len(payload) != 1:
             raise BadParameter('the JSON body must have exactly one of "image" (base64) or "key"')
         if "key" in payload:
-            if not isinstance(payload["key"], str) or not payload["key"]:
-                raise BadParameter('"key" must be a non-empty string')
-            return None, payload["key"]
+            return None, checked_key(payload["key"])
         if not isinstance(payload["image"], str):
             raise BadParameter('"image" must be a base64 string')
         if len(payload["image"]) > MAX_QUERY_BYTES * 4 // 3 + 4:
@@ -179,7 +168,7 @@ def presign(hit: Hit) -> str:
     return url
 
 
-def answer(hits: list[Hit], options: dict[str, Any], started: float) -> dict[str, Any]:
+def answer(hits: list[Hit], options: SearchOptions, started: float) -> dict[str, Any]:
     took_ms = round((time.perf_counter() - started) * 1000, 1)
     metrics.add_metric(name="QueryMilliseconds", unit=MetricUnit.Milliseconds, value=took_ms)
     manifest = searcher.manifest
@@ -187,8 +176,8 @@ def answer(hits: list[Hit], options: dict[str, Any], started: float) -> dict[str
         "results": [
             {"key": h.key, "score": h.score, "url": presign(h), "size": h.size, "etag": h.etag} for h in hits
         ],
-        "metric": options["metric"],
-        "k": options["k"],
+        "metric": options.metric,
+        "k": options.k,
         "index_version": manifest.generation if manifest else 0,
         "took_ms": took_ms,
     }
@@ -210,9 +199,9 @@ def search() -> dict[str, Any]:
     image, key = parse_query()
     if key is not None:
         logger.append_keys(query_key=key)
-        hits = searcher.search_key(key, bucket=IMAGES_BUCKET, **options)
+        hits = searcher.search_key(key, bucket=IMAGES_BUCKET, **options.search_kwargs())
     else:
-        hits = searcher.search(embed_query(image), **options)[0]  # type: ignore[arg-type]
+        hits = searcher.search(embed_query(image), **options.search_kwargs())[0]  # type: ignore[arg-type]
     return answer(hits, options, started)
 
 
@@ -221,10 +210,12 @@ def search() -> dict[str, Any]:
 def similar() -> dict[str, Any]:
     started = time.perf_counter()
     event = app.current_event
-    key = (event.path_parameters or {}).get("key") or unquote(event.path.split("/similar/", 1)[1])
+    key = checked_key(
+        (event.path_parameters or {}).get("key") or unquote(event.path.split("/similar/", 1)[1])
+    )
     logger.append_keys(query_key=key)
     options = search_options()
-    hits = searcher.search_key(key, bucket=IMAGES_BUCKET, **options)
+    hits = searcher.search_key(key, bucket=IMAGES_BUCKET, **options.search_kwargs())
     return answer(hits, options, started)
 
 

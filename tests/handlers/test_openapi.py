@@ -18,7 +18,8 @@ OPERATIONS = [(method.upper(), path) for path, item in SPEC["paths"].items() for
 JSON_OPERATIONS = [
     (method, path)
     for method, path in OPERATIONS
-    if "application/json" in next(iter(SPEC["paths"][path][method.lower()]["responses"].values())).get("content", {})
+    if "application/json"
+    in next(iter(SPEC["paths"][path][method.lower()]["responses"].values())).get("content", {})
     or "$ref" in next(iter(SPEC["paths"][path][method.lower()]["responses"].values()))
 ]
 
@@ -71,7 +72,86 @@ def test_answers_match_the_documented_schema(aws: LocalAws, method: str, path: s
     documented = SPEC["paths"][path][method.lower()]["responses"]
     assert str(status) in documented
     jsonschema.validate(body, (_schema(str(status), method, path)))
-    if "400" in documented:  # and an error answer matches the error schema
+    if "parameters" in SPEC["paths"][path][method.lower()]:  # and an error answer matches the error schema
         status, body = aws.api(sample, query={"k": "-3"}, **kwargs)
         assert status == 400
         jsonschema.validate(body, (_schema("400", method, path)))
+
+
+def _response_schema(response: dict) -> dict:
+    if "$ref" in response:
+        response = SPEC["components"]["responses"][response["$ref"].split("/")[-1]]
+    return dict(response["content"]["application/json"]["schema"])
+
+
+def test_every_error_status_is_documented_in_the_error_shape() -> None:
+    for method, path in OPERATIONS:
+        for status, response in SPEC["paths"][path][method.lower()]["responses"].items():
+            if int(status) >= 400:
+                assert _response_schema(response) == {"$ref": "#/components/schemas/Error"}, (
+                    method,
+                    path,
+                    status,
+                )
+
+
+def test_every_status_api_gateway_itself_can_answer_is_documented() -> None:
+    """The Gateway Responses (stacks/wiring.py) of fixed status: on every operation (403 where a key is needed)."""
+    from stacks.wiring import GATEWAY_RESPONSES
+
+    for method, path in OPERATIONS:
+        operation = SPEC["paths"][path][method.lower()]
+        needs_key = operation.get("security", SPEC["security"]) != []
+        for response in GATEWAY_RESPONSES:
+            if response.status is None or response.type in (
+                "MISSING_AUTHENTICATION_TOKEN",
+                "BAD_REQUEST_BODY",
+            ):
+                continue  # the family defaults; an unknown route is no operation; no request models
+            if response.type == "INVALID_API_KEY" and not needs_key:
+                continue
+            assert str(response.status) in operation["responses"], (method, path, response.type)
+        for status in ("400", "408", "414", "431"):  # what the HTTP layer refuses (imgsearch/local/api.py)
+            assert status in operation["responses"], (method, path, status)
+
+
+def test_gateway_response_bodies_match_the_error_schema() -> None:
+    import json
+
+    from stacks.wiring import GATEWAY_RESPONSES
+
+    schema = {**SPEC["components"]["schemas"]["Error"], "components": SPEC["components"]}
+    for response in GATEWAY_RESPONSES:
+        jsonschema.validate(json.loads(response.body), schema)
+        assert "$" not in response.message and "#" not in response.message  # a mapping template's syntax
+
+
+def test_documented_parameter_bounds_are_the_ones_the_code_enforces() -> None:
+    from imgsearch.options import MAX_OFFSET, MAX_PREFIX_CHARS, MIN_SCORE_RANGE, QUERY_PARAMETERS
+    from imgsearch.search import MAX_K, METRICS
+
+    parameters = SPEC["components"]["parameters"]
+    assert (parameters["k"]["schema"]["minimum"], parameters["k"]["schema"]["maximum"]) == (1, MAX_K)
+    assert (parameters["offset"]["schema"]["minimum"], parameters["offset"]["schema"]["maximum"]) == (
+        0,
+        MAX_OFFSET,
+    )
+    score = parameters["min_score"]["schema"]
+    assert (score["minimum"], score["maximum"]) == MIN_SCORE_RANGE
+    assert parameters["metric"]["schema"]["enum"] == list(METRICS)
+    assert parameters["prefix"]["schema"]["maxLength"] == MAX_PREFIX_CHARS
+    for path in ("/search", "/similar/{key}"):
+        documented = {
+            parameters[p["$ref"].split("/")[-1]]["name"]
+            for p in SPEC["paths"][path][next(iter(SPEC["paths"][path]))]["parameters"]
+            if "$ref" in p
+        }
+        assert documented == set(QUERY_PARAMETERS)
+
+
+def test_the_json_body_forbids_other_fields() -> None:
+    body = SPEC["paths"]["/search"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert [(v["required"], v["additionalProperties"]) for v in body["oneOf"]] == [
+        (["image"], False),
+        (["key"], False),
+    ]

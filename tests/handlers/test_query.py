@@ -114,6 +114,50 @@ def test_health_reports_counts_model_and_encoder(indexed: LocalAws) -> None:
         ({"query": {"offset": "-1"}}, 400, "bad_parameter"),
         ({"query": {"min_score": "high"}}, 400, "bad_parameter"),
         ({"query": {"colour": "red"}}, 400, "bad_parameter"),
+        # strict parsing: what int() and float() would let through
+        ({"query": {"k": ""}}, 400, "bad_parameter"),  # k= (and a bare ?k, which arrives as "")
+        ({"query": {"k": " 5"}}, 400, "bad_parameter"),  # k=%205
+        ({"query": {"k": "+5"}}, 400, "bad_parameter"),  # k=%2B5
+        ({"query": {"k": "١٢"}}, 400, "bad_parameter"),  # Arabic-Indic digits
+        ({"query": {"k": "1_0"}}, 400, "bad_parameter"),
+        ({"query": {"metric": ""}}, 400, "bad_parameter"),
+        ({"query": {"offset": "1e20"}}, 400, "bad_parameter"),
+        ({"query": {"offset": "100000000000000000000"}}, 400, "bad_parameter"),
+        ({"query": {"offset": "10001"}}, 400, "bad_parameter"),  # over MAX_OFFSET
+        ({"query": {"offset": ""}}, 400, "bad_parameter"),
+        ({"query": {"min_score": "nan"}}, 400, "bad_parameter"),
+        ({"query": {"min_score": "inf"}}, 400, "bad_parameter"),
+        ({"query": {"min_score": "-inf"}}, 400, "bad_parameter"),
+        ({"query": {"min_score": "1e309"}}, 400, "bad_parameter"),
+        ({"query": {"min_score": ""}}, 400, "bad_parameter"),
+        ({"query": {"min_score": "1.5"}}, 400, "bad_parameter"),  # scores are in [-1, 1]
+        ({"query": {"min_score": "1_0"}}, 400, "bad_parameter"),
+        # the JSON body: additionalProperties false, bounded nesting, text keys
+        (
+            {"body": json.dumps({"key": "set/0.png", "k": 3}), "content_type": "application/json"},
+            400,
+            "bad_parameter",
+        ),
+        (
+            {"body": json.dumps({"image": "aGk=", "extra": 1}), "content_type": "application/json"},
+            400,
+            "bad_parameter",
+        ),
+        ({"body": json.dumps({}), "content_type": "application/json"}, 400, "bad_parameter"),
+        (
+            {"body": json.dumps([{"key": "set/0.png"}]), "content_type": "application/json"},
+            400,
+            "bad_parameter",
+        ),
+        ({"body": "[" * 100_000 + "]" * 100_000, "content_type": "application/json"}, 400, "bad_parameter"),
+        (
+            {"body": '{"key": ' * 50_000 + "1" + "}" * 50_000, "content_type": "application/json"},
+            400,
+            "bad_parameter",
+        ),
+        ({"body": '{"key": ' + "1" * 5000 + "}", "content_type": "application/json"}, 400, "bad_parameter"),
+        ({"body": '{"key": "\\ud800"}', "content_type": "application/json"}, 400, "bad_parameter"),
+        ({"body": json.dumps({"key": ""}), "content_type": "application/json"}, 400, "bad_parameter"),
     ],
 )
 def test_bad_input_is_a_4xx_with_an_error_body(
@@ -124,6 +168,82 @@ def test_bad_input_is_a_4xx_with_an_error_body(
     got, body = indexed.api("apigw_rest_search_binary.json", **kwargs)
     assert (got, body["error"]["code"]) == (status, code)
     assert body["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"k": "1000"},
+        {"k": "007"},
+        {"offset": "10000"},
+        {"min_score": "-1"},
+        {"min_score": "1e-3"},
+        {"prefix": ""},
+    ],
+)
+def test_values_at_the_documented_bounds_are_accepted(indexed: LocalAws, query: dict[str, str]) -> None:
+    status, body = indexed.api(
+        "apigw_rest_search_binary.json", body=make_image(102), content_type="image/png", query=query
+    )
+    assert status == 200, body
+    assert body["k"] == (int(query["k"]) if "k" in query else 10)
+
+
+def test_a_query_parameter_given_twice_is_400(indexed: LocalAws) -> None:
+    from .conftest import FakeContext, load_event
+
+    event = load_event("apigw_rest_similar.json")
+    event["queryStringParameters"] = {"k": "2"}
+    event["multiValueQueryStringParameters"] = {"k": ["1", "2"]}
+    event.update(path="/similar/set/0.png", pathParameters={"key": "set/0.png"})
+    response = indexed.query.handler(event, FakeContext())
+    body = json.loads(response["body"])
+    assert (response["statusCode"], body["error"]["code"]) == (400, "bad_parameter")
+    assert "once" in body["error"]["message"]
+
+
+def test_bad_parameter_messages_name_the_allowed_values(indexed: LocalAws) -> None:
+    for query, named in [
+        ({"metric": ""}, "hybrid, cosine, hamming"),
+        ({"k": "+5"}, "from 1 to 1000"),
+        ({"offset": "1e20"}, "from 0 to 10000"),
+        ({"min_score": "nan"}, "from -1 to 1"),
+        ({"colour": "red"}, "k, metric, min_score, prefix, offset"),
+    ]:
+        status, body = indexed.api(
+            "apigw_rest_similar.json", path="/similar/set/0.png", key="set/0.png", query=query
+        )
+        assert status == 400 and named in body["error"]["message"], (query, body)
+
+
+def test_search_options_validate_themselves_whoever_builds_them() -> None:
+    from imgsearch.errors import BadParameter
+    from imgsearch.options import MAX_OFFSET, SearchOptions
+
+    assert SearchOptions(k=5, metric="cosine", min_score=0.5, prefix="a/", offset=MAX_OFFSET, exact=True)
+    for bad in [
+        {"k": 0},
+        {"k": True},
+        {"k": 2.0},
+        {"metric": "euclid"},
+        {"min_score": float("nan")},
+        {"min_score": float("inf")},
+        {"min_score": -1.01},
+        {"offset": -1},
+        {"offset": MAX_OFFSET + 1},
+        {"exact": "yes"},
+    ]:
+        with pytest.raises(BadParameter):
+            SearchOptions(**bad)
+    parsed = SearchOptions.from_query(
+        {"k": ["3"], "metric": "hamming", "min_score": "-0.5", "prefix": "set/", "offset": "2"},
+        default_k=10,
+        default_metric="hybrid",
+    )
+    assert parsed == SearchOptions(k=3, metric="hamming", min_score=-0.5, prefix="set/", offset=2)
+    assert SearchOptions.from_query(None, default_k=7, default_metric="cosine") == SearchOptions(
+        k=7, metric="cosine"
+    )
 
 
 def test_too_large_image_is_413(indexed: LocalAws, monkeypatch) -> None:

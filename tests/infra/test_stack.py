@@ -395,6 +395,65 @@ def test_the_cdk_stack_and_the_local_stack_share_one_wiring(template: Template) 
         assert set(wiring.COMMON_ENVIRONMENT) <= set(env)
 
 
+def test_api_gateway_answers_its_own_errors_in_the_api_error_shape(template: Template) -> None:
+    """Bad key, unknown route, too large, throttled, timeouts: Gateway Responses with JSON error bodies."""
+    from stacks import wiring
+
+    api = next(iter(_resources(template, "AWS::ApiGateway::RestApi")))
+    template.resource_count_is("AWS::ApiGateway::GatewayResponse", len(wiring.GATEWAY_RESPONSES))
+    expected = {
+        "INVALID_API_KEY": ("403", "forbidden"),
+        "MISSING_AUTHENTICATION_TOKEN": ("404", "not_found"),  # an unknown route or method is a 404
+        "REQUEST_TOO_LARGE": ("413", "too_large"),
+        "THROTTLED": ("429", "throttled"),
+        "QUOTA_EXCEEDED": ("429", "quota_exceeded"),
+        "INTEGRATION_FAILURE": ("502", "bad_gateway"),
+        "INTEGRATION_TIMEOUT": ("504", "timeout"),
+        "DEFAULT_4XX": (None, "bad_request"),
+        "DEFAULT_5XX": (None, "gateway_error"),
+    }
+    for response_type, (status, code) in expected.items():
+        assert json.loads(wiring.gateway_response(response_type).body)["error"]["code"] == code
+        template.has_resource_properties(
+            "AWS::ApiGateway::GatewayResponse",
+            {
+                "ResponseType": response_type,
+                "RestApiId": {"Ref": api},
+                "StatusCode": status if status is not None else Match.absent(),
+                "ResponseTemplates": {"application/json": wiring.gateway_response(response_type).body},
+            },
+        )
+    for response in _resources(template, "AWS::ApiGateway::GatewayResponse").values():
+        body = json.loads(response["Properties"]["ResponseTemplates"]["application/json"])
+        assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+        assert body["error"]["message"] and "$" not in body["error"]["message"]
+
+
+def test_the_local_api_answers_from_the_same_gateway_table() -> None:
+    """imgsearch/local/api.py sends the body and status the CDK stack configures, for the same response type."""
+    from imgsearch.local.api import LocalApi
+    from stacks import wiring
+
+    api = LocalApi(
+        handler=lambda event, context: {},
+        api_key="key",
+        routes=wiring.ROUTES,
+        binary_media_types=wiring.BINARY_MEDIA_TYPES,
+        port=0,
+        log=lambda line: None,
+    )
+    try:
+        for response in wiring.GATEWAY_RESPONSES:
+            status, headers, body = api.gateway(response.type)
+            assert json.loads(body) == json.loads(response.body)
+            assert status == (response.status or 400)
+            assert ("Content-Type", "application/json") in headers
+        assert api.respond("GET", "/nowhere", [], b"", "127.0.0.1")[0] == 404
+        assert api.respond("GET", "/health", [("x-api-key", "wrong")], b"", "127.0.0.1")[0] == 403
+    finally:
+        api.server.server_close()
+
+
 def test_the_lifecycle_rule_expires_the_tag_the_core_store_puts_on_retired_objects() -> None:
     from imgsearch.store import RETIRED_TAG as core_tag
     from stacks.storage import RETIRED_TAG
