@@ -16,7 +16,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .errors import BadParameter
-from .search import MAX_K, METRICS
+
+METRICS = ("hybrid", "cosine", "hamming")
+MAX_K = 1000
 
 MAX_OFFSET = 10_000  # paging stops here: a query never ranks more than MAX_K + MAX_OFFSET candidates
 MIN_SCORE_RANGE = (-1.0, 1.0)  # scores are cosine or 1 - normalised Hamming distance, clipped to [-1, 1]

@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import BadParameter, KeyNotIndexed
+
+__all__ = ["MAX_K", "METRICS", "Hit", "Searcher"]  # MAX_K and METRICS live in options.py
 from .index import ImageIndex
-from .live import LiveSet
+from .keytable import KeyTable
+from .live import Live, LiveSet
 from .manifest import Manifest
+from .options import MAX_K, METRICS, SearchOptions
 from .segment import ObjectRef, Rejection, Segment, object_id, query_object, table_refs
 
-METRICS = ("hybrid", "cosine", "hamming")
 EXPANSION_SEARCH = 256  # USearch's default 64 loses recall on these vectors (docs/BENCHMARKS.md)
 OVERSAMPLE = 10  # hybrid: Hamming candidates per wanted result, re-ranked by cosine
 MIN_CANDIDATES = 100
-MAX_K = 1000
+POOL_FRACTION = 1 / 200  # hybrid on an exhaustively searched segment: at least this share as candidates
+GRAPH_FILTER_FRACTION = 0.05  # a prefix matching at least this share of a graph segment is post-filtered
+HYBRID_GRAPHS = ("floats", "codes")
+PREFIX_CACHE = 8  # prefix masks kept per segment (one byte per row each)
+
+
+@functools.cache
+def _threads() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="segment-search")  # what hybrid searches on a segment with HNSW graphs
 
 
 @dataclass(frozen=True)
@@ -43,13 +57,18 @@ class Searcher:
         refresh_seconds: float = 5.0,
         expansion_search: int = EXPANSION_SEARCH,
         oversample: int = OVERSAMPLE,
+        hybrid_graph: str = "floats",
     ) -> None:
+        if hybrid_graph not in HYBRID_GRAPHS:
+            raise BadParameter(f"hybrid_graph {hybrid_graph!r} is not one of {', '.join(HYBRID_GRAPHS)}")
+        self.hybrid_graph = hybrid_graph
         self.index = index
         self.refresh_seconds = refresh_seconds
         self.expansion_search = expansion_search
         self.oversample = oversample
         self._cache: dict[str, Segment] = {}
         self.live = LiveSet()
+        self._prefixes: dict[str, dict[str, np.ndarray]] = {}  # segment name → prefix → row mask
         self._buckets: list[str] = []
         self._etag: str | None = None
         self._checked = 0.0
@@ -82,6 +101,7 @@ class Searcher:
                 segments.append(self._cache[info.name])
             for name in set(self._cache) - {s.name for s in manifest.segments}:
                 del self._cache[name]
+                self._prefixes.pop(name, None)
             known = self.live.names
             if known and [s.name for s in segments[: len(known)]] == known:
                 for segment in segments[len(known) :]:  # appended: pay for what changed
@@ -202,7 +222,7 @@ class Searcher:
         offset: int,
         exact: bool,
     ) -> list[list[Hit]]:
-        check_params(k=k, metric=metric, offset=offset)
+        SearchOptions(k=k, metric=metric, min_score=min_score, prefix=prefix, offset=offset, exact=exact)
         self.refresh()
         if n == 0:
             return []  # no query vector (every query image was unreadable): nothing to search
@@ -211,19 +231,30 @@ class Searcher:
         # slices of one ranking (for the first ten pages at least) and never overlap.
         pool = max(k * self.oversample, MIN_CANDIDATES, want)
         per_query: list[list[tuple[float, int, int]]] = [[] for _ in range(n)]
-        for pos, live in enumerate(self.live.segments):
+        todo = [(pos, live) for pos, live in enumerate(self.live.segments) if live.dead < len(live.segment)]
+        for version in {live.segment.encoder for _, live in todo}:
+            encode(version)  # once per encoder version, before any thread asks for it
+
+        def one(item: tuple[int, Live]) -> tuple[int, np.ndarray, np.ndarray] | None:
+            pos, live = item
             segment = live.segment
-            if not live.alive.any():
-                continue
             floats, codes = encode(segment.encoder)
             allowed = live.alive
             if prefix:
-                allowed = allowed & segment.table.keys.startswith(prefix)
+                allowed = allowed & self._prefix_mask(segment, prefix)
                 if not allowed.any():
-                    continue  # no row here matches the prefix
+                    return None  # no row here matches the prefix
             rows, scores = self._segment_search(
                 segment, allowed, live.dead, floats, codes, want, pool, metric, exact, prefix
             )
+            return pos, rows, scores
+
+        # Several graph segments (large bases): searched side by side on every core (USearch releases the GIL).
+        parallel = sum(live.segment.has_hnsw for _, live in todo) >= 2
+        for done in (_threads().map(one, todo) if parallel else map(one, todo)):
+            if done is None:
+                continue
+            pos, rows, scores = done
             for q in range(n):
                 keep = rows[q] >= 0
                 per_query[q].extend(
@@ -265,35 +296,68 @@ class Searcher:
         exact: bool,
         prefix: str | None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        bits = segment.codes.shape[1] * 8
         subset = np.flatnonzero(allowed) if prefix else None
         if subset is not None:
-            # A filter can be selective: search exactly within the allowed rows.
+            fraction = len(subset) / max(1, len(segment))
+            if segment.has_hnsw and not exact and fraction >= GRAPH_FILTER_FRACTION:
+                # A broad filter on a graph: ask the graph for enough to keep `want` after filtering.
+                stretch = min(len(segment), int(np.ceil((want + dead) / fraction * 2)))
+                rows, scores = self._rank(segment, floats, codes, stretch, stretch, metric, exact, 0)
+                valid = (rows >= 0) & allowed[np.maximum(rows, 0)]
+                if (valid.sum(axis=1) >= want).all():
+                    return np.where(valid, rows, -1), np.where(valid, scores, -np.inf)
+            # A selective filter (or too few hits above): search exactly within the allowed rows.
             view = Segment(
                 name=segment.name,
                 encoder=segment.encoder,
-                table=segment.table.take(subset),
+                table=KeyTable.empty(),  # rows are mapped back through `subset`: no keys needed
                 floats=segment.floats[subset],
                 codes=segment.codes[subset],
             )
-            rows, scores = self._segment_search(
-                view, np.ones(len(subset), bool), 0, floats, codes, want, pool, metric, True, None
-            )
+            rows, scores = self._rank(view, floats, codes, want, pool, metric, True, 0)
             return np.where(rows >= 0, subset[np.maximum(rows, 0)], -1), scores
-        if metric == "cosine":
-            rows, scores = segment.search_floats(floats, min(want + dead, len(segment)), exact=exact)
-        else:
-            count = want if metric == "hamming" else pool
-            rows, distances = segment.search_codes(codes, min(count + dead, len(segment)), exact=exact)
-            scores = 1.0 - distances / bits
-            if metric == "hybrid":
-                scores = np.full(rows.shape, -np.inf, dtype=np.float32)
-                for q in range(len(rows)):
-                    valid = rows[q] >= 0
-                    scores[q, valid] = segment.cosine(rows[q][valid], floats[q])
+        rows, scores = self._rank(segment, floats, codes, want, pool, metric, exact, dead)
         valid = (rows >= 0) & allowed[np.maximum(rows, 0)]
         rows = np.where(valid, rows, -1)
         return rows, np.where(valid, scores, -np.inf)
+
+    def _rank(
+        self,
+        segment: Segment,
+        floats: np.ndarray,
+        codes: np.ndarray,
+        want: int,
+        pool: int,
+        metric: str,
+        exact: bool,
+        dead: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, scores) of one segment's best `want` (+ `dead`, which may be hidden) for a metric."""
+        n = len(segment)
+        graph = segment.has_hnsw and not exact
+        if metric == "cosine" or (metric == "hybrid" and graph and self.hybrid_graph == "floats"):
+            # hybrid on a graph segment: the float graph ranks by cosine itself (docs/BENCHMARKS.md)
+            return segment.search_floats(floats, min(want + dead, n), exact=exact)
+        if metric == "hamming":
+            rows, distances = segment.search_codes(codes, min(want + dead, n), exact=exact)
+            return rows, 1.0 - distances / (segment.codes.shape[1] * 8)
+        if not graph:
+            pool = max(pool, int(np.ceil(n * POOL_FRACTION)))  # a scan costs the same: take more
+        rows, _ = segment.search_codes(codes, min(pool + dead, n), exact=exact)
+        scores = np.full(rows.shape, -np.inf, dtype=np.float32)
+        for q in range(len(rows)):
+            valid = rows[q] >= 0
+            scores[q, valid] = segment.cosine(rows[q][valid], floats[q])
+        return rows, scores
+
+    def _prefix_mask(self, segment: Segment, prefix: str) -> np.ndarray:
+        """Rows of a segment whose key starts with prefix; the last few prefixes are kept per segment."""
+        masks = self._prefixes.setdefault(segment.name, {})
+        if prefix not in masks:
+            if len(masks) >= PREFIX_CACHE:
+                masks.pop(next(iter(masks)))
+            masks[prefix] = segment.table.keys.startswith(prefix)
+        return masks[prefix]
 
     def _locate(self, key: str, bucket: str | None) -> tuple[int, int]:
         if bucket is not None:
@@ -307,12 +371,3 @@ class Searcher:
         raise KeyNotIndexed(
             f"{key!r} is not in the index: check the key (it is case-sensitive) or index it first"
         )
-
-
-def check_params(*, k: int, metric: str, offset: int) -> None:
-    if metric not in METRICS:
-        raise BadParameter(f"metric {metric!r} is not one of {', '.join(METRICS)}")
-    if not 1 <= k <= MAX_K:
-        raise BadParameter(f"k must be between 1 and {MAX_K}, not {k}")
-    if offset < 0:
-        raise BadParameter(f"offset must be 0 or more, not {offset}")

@@ -27,7 +27,7 @@ FORMAT = 2  # of query.npz: 1 had JSON key tables (still read), 2 has columnar o
 
 HNSW_MIN = 50_000  # segments at least this large get HNSW graphs (see docs/BENCHMARKS.md)
 CONNECTIVITY = 16
-EXPANSION_ADD = 64
+EXPANSION_ADD = 40  # 64 built 800k rows in 470 s on 2 cores; see docs/BENCHMARKS.md (scale)
 FLOAT_DTYPES = ("f16", "i8")
 ENCODE_CHUNK = 65_536  # rows encoded (or added to a graph) at once: bounds the float32 copies
 
@@ -100,7 +100,7 @@ class Segment:
         return table_ref(self.table, row)
 
     def __len__(self) -> int:
-        return len(self.table)
+        return len(self.codes)
 
     @property
     def has_hnsw(self) -> bool:
@@ -164,15 +164,9 @@ class Segment:
         for start in range(0, len(rows), ENCODE_CHUNK):  # float32 copies a chunk at a time
             end = start + ENCODE_CHUNK
             floats.add(rows[start:end], self.floats[start:end].astype(np.float32), threads=threads)
-        codes = Index(
-            ndim=self.codes.shape[1] * 8,
-            metric="hamming",
-            dtype="b1",
-            connectivity=CONNECTIVITY,
-            expansion_add=EXPANSION_ADD,
-        )
-        codes.add(rows, self.codes, threads=threads)
-        self.float_index, self.code_index = floats, codes
+        # Only the float graph: hybrid ranks large segments on it (docs/BENCHMARKS.md, scale). Hamming
+        # searches them with a popcount scan; segments of earlier versions may still carry a code graph.
+        self.float_index = floats
 
     # --- searching (rows are positions in this segment) ------------------------------------------
 
@@ -226,8 +220,9 @@ class Segment:
             "rejections": _json_array([asdict(r) for r in self.rejections]),
             "meta": _json_array({"name": self.name, "encoder": self.encoder, "format": FORMAT}),
         }
-        if self.float_index is not None and self.code_index is not None:
+        if self.float_index is not None:
             arrays["float_index"] = np.frombuffer(self.float_index.save() or b"", dtype=np.uint8)
+        if self.code_index is not None:
             arrays["code_index"] = np.frombuffer(self.code_index.save() or b"", dtype=np.uint8)
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
@@ -259,9 +254,10 @@ class Segment:
                 if "rejections" in npz.files
                 else [],
             )
+            tuning: dict[str, Any] = {"expansion_search": expansion_search} if expansion_search else {}
             if "float_index" in npz.files:
-                tuning: dict[str, Any] = {"expansion_search": expansion_search} if expansion_search else {}
                 segment.float_index = Index.restore(npz["float_index"].tobytes(), **tuning)
+            if "code_index" in npz.files:
                 segment.code_index = Index.restore(npz["code_index"].tobytes(), **tuning)
         return segment
 

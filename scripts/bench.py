@@ -162,7 +162,10 @@ def corel(datasets: Path, embedder: Embedder, work: Path) -> None:
     say("corel.raw1280.cosine", quality(ranked, q_labels, label_of, 100))
 
 
-def cifar(datasets: Path, embedder: Embedder, work: Path, out: Path) -> None:
+def cifar_raw(
+    datasets: Path, embedder: Embedder, out: Path
+) -> tuple[np.ndarray, list[dict[str, str]], list[dict[str, str]], dict[str, str]]:
+    """Raw embeddings of the CIFAR-10 database then queries (the deep-hashing protocol), cached in `out`."""
     archive, root, rows = read_zip(datasets / "cifar10.zip")
     rows.sort(key=lambda r: r["path"])
     test = [r for r in rows if r["split"] == "test"]
@@ -185,7 +188,14 @@ def cifar(datasets: Path, embedder: Embedder, work: Path, out: Path) -> None:
         seconds = time.perf_counter() - started
         assert not failures and len(done) == len(order)
         say("cifar.embed_img_per_s", round(len(order) / seconds, 1))
+        out.mkdir(parents=True, exist_ok=True)
         np.save(cache, raw.astype(np.float16))
+    return raw, db, queries, label_of
+
+
+def cifar(datasets: Path, embedder: Embedder, work: Path, out: Path) -> None:
+    raw, db, queries, label_of = cifar_raw(datasets, embedder, out)
+    archive, root, _ = read_zip(datasets / "cifar10.zip")
     db_raw, q_raw = raw[: len(db)], raw[len(db) :]
     q_labels = [r["label"] for r in queries]
     refs = [ObjectRef(bucket="cifar", key=r["path"], sequencer="1") for r in db]

@@ -290,9 +290,11 @@ def test_search_key_of_an_unknown_key_raises_key_not_indexed(filled) -> None:
     ("options", "message"),
     [
         ({"metric": "euclid"}, "hybrid, cosine, hamming"),
-        ({"k": 0}, "k must be between 1 and"),
-        ({"k": 1001}, "k must be between 1 and"),
-        ({"offset": -1}, "offset must be 0 or more"),
+        ({"k": 0}, "k must be a whole number from 1 to 1000"),
+        ({"k": 1001}, "k must be a whole number from 1 to 1000"),
+        ({"offset": -1}, "offset must be a whole number from 0 to 10000"),
+        ({"offset": 10**20}, "offset must be a whole number from 0 to 10000"),
+        ({"min_score": float("nan")}, "min_score must be a number from -1 to 1"),
     ],
 )
 def test_bad_parameters_raise_bad_parameter(filled, options: dict, message: str) -> None:
