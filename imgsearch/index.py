@@ -190,8 +190,15 @@ class ImageIndex:
 
     # --- reads of whole segments (compaction, fitting) --------------------------------------------
 
+    def read_segment(self, name: str, *, expansion_search: int | None = None) -> Segment:
+        """The query object of a segment: memory-mapped from a local store, else read whole."""
+        path = self.store.local_path(query_object(name))
+        if path is not None:
+            return Segment.from_file(path, expansion_search=expansion_search)
+        return Segment.from_bytes(self.store.read(query_object(name)), expansion_search=expansion_search)
+
     def load_segment(self, info: SegmentInfo, *, with_raw: bool = False) -> Segment:
-        segment = Segment.from_bytes(self.store.read(query_object(info.name)))
+        segment = self.read_segment(info.name)
         if with_raw:
             segment.raw = (
                 Segment.raw_from_bytes(self.store.read(raw_object(info.name)))

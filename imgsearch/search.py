@@ -20,7 +20,7 @@ from .keytable import KeyTable
 from .live import Live, LiveSet
 from .manifest import Manifest
 from .options import MAX_K, METRICS, SearchOptions
-from .segment import ObjectRef, Rejection, Segment, object_id, query_object, table_refs
+from .segment import ObjectRef, Rejection, Segment, object_id, table_refs
 
 EXPANSION_SEARCH = 256  # USearch's default 64 loses recall on these vectors (docs/BENCHMARKS.md)
 OVERSAMPLE = 10  # hybrid: Hamming candidates per wanted result, re-ranked by cosine
@@ -95,8 +95,7 @@ class Searcher:
             segments = []
             for info in manifest.segments:
                 if info.name not in self._cache:
-                    blob = self.index.store.read(query_object(info.name))
-                    self._cache[info.name] = Segment.from_bytes(blob, expansion_search=self.expansion_search)
+                    self._cache[info.name] = self.index.read_segment(info.name, expansion_search=self.expansion_search)
                     self.segments_loaded += 1
                 segments.append(self._cache[info.name])
             for name in set(self._cache) - {s.name for s in manifest.segments}:

@@ -11,7 +11,9 @@ import io
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +22,7 @@ from usearch.index import search as exact_search
 
 from .encode import Encoder
 from .keytable import SEQUENCER_WIDTH, KeyTable, normalise_sequencer, object_id
+from .npzmap import MappedNpz
 
 __all__ = ["SEQUENCER_WIDTH", "KeyTable", "normalise_sequencer", "object_id"]  # re-exported: older imports
 
@@ -78,6 +81,7 @@ class Segment:
     float_index: Index | None = None
     code_index: Index | None = None
     raw: np.ndarray | None = None  # (n, dim_in) float16; not loaded on the query path
+    mapped: MappedNpz | None = None  # the memory map the arrays live in (from_file), else None
 
     @property
     def ids(self) -> np.ndarray:
@@ -236,29 +240,48 @@ class Segment:
     @classmethod
     def from_bytes(cls, data: bytes, *, expansion_search: int | None = None) -> Segment:
         with np.load(io.BytesIO(data)) as npz:
-            meta = _from_json_array(npz["meta"])
-            if "table" in npz.files:  # format 1: JSON key tables, parsed row by row (compaction rewrites them)
-                table = KeyTable.from_refs([ObjectRef(**r) for r in _from_json_array(npz["table"])])
-                dead = KeyTable.from_refs([ObjectRef(**r) for r in _from_json_array(npz["tombstones"])])
-            else:
-                arrays = {n: npz[n] for n in npz.files if n.startswith(("t_", "d_"))}
-                table, dead = KeyTable.from_arrays(arrays, "t_"), KeyTable.from_arrays(arrays, "d_")
-            segment = cls(
-                name=meta["name"],
-                encoder=meta["encoder"],
-                table=table,
-                floats=npz["floats"],
-                codes=npz["codes"],
-                dead=dead,
-                rejections=[Rejection(**r) for r in _from_json_array(npz["rejections"])]
-                if "rejections" in npz.files
-                else [],
-            )
-            tuning: dict[str, Any] = {"expansion_search": expansion_search} if expansion_search else {}
-            if "float_index" in npz.files:
-                segment.float_index = Index.restore(npz["float_index"].tobytes(), **tuning)
-            if "code_index" in npz.files:
-                segment.code_index = Index.restore(npz["code_index"].tobytes(), **tuning)
+            return cls.from_arrays(npz, expansion_search=expansion_search, graphs=lambda name: npz[name].tobytes())
+
+    @classmethod
+    def from_file(cls, path: Path, *, expansion_search: int | None = None) -> Segment:
+        """A segment memory-mapped from local disk (a directory index, EFS, /tmp): no copy at load."""
+        mapped = MappedNpz(path)
+        segment = cls.from_arrays(mapped, expansion_search=expansion_search, graphs=mapped.buffer, view=True)
+        segment.mapped = mapped  # the arrays and graphs point into this map: keep it open
+        return segment
+
+    @classmethod
+    def from_arrays(
+        cls,
+        npz: Any,
+        *,
+        expansion_search: int | None,
+        graphs: Callable[[str], bytes | memoryview],
+        view: bool = False,
+    ) -> Segment:
+        meta = _from_json_array(npz["meta"])
+        if "table" in npz.files:  # format 1: JSON key tables, parsed row by row (compaction rewrites them)
+            table = KeyTable.from_refs([ObjectRef(**r) for r in _from_json_array(npz["table"])])
+            dead = KeyTable.from_refs([ObjectRef(**r) for r in _from_json_array(npz["tombstones"])])
+        else:
+            arrays = {n: npz[n] for n in npz.files if n.startswith(("t_", "d_"))}
+            table, dead = KeyTable.from_arrays(arrays, "t_"), KeyTable.from_arrays(arrays, "d_")
+        segment = cls(
+            name=meta["name"],
+            encoder=meta["encoder"],
+            table=table,
+            floats=npz["floats"],
+            codes=npz["codes"],
+            dead=dead,
+            rejections=[Rejection(**r) for r in _from_json_array(npz["rejections"])]
+            if "rejections" in npz.files
+            else [],
+        )
+        tuning: dict[str, Any] = {"expansion_search": expansion_search} if expansion_search else {}
+        if "float_index" in npz.files:
+            segment.float_index = Index.restore(graphs("float_index"), view=view, **tuning)
+        if "code_index" in npz.files:
+            segment.code_index = Index.restore(graphs("code_index"), view=view, **tuning)
         return segment
 
     @staticmethod

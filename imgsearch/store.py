@@ -59,6 +59,10 @@ class Store(ABC):
     def size(self, name: str) -> int:
         return len(self.read(name))
 
+    def local_path(self, name: str) -> Path | None:
+        """Where the object is on local disk (so it can be memory-mapped), or None for a remote store."""
+        return None
+
 
 class LocalStore(Store):
     """A directory (local disk or EFS). Readers never see a half-written file."""
@@ -72,6 +76,12 @@ class LocalStore(Store):
         path = (self.root / name).resolve()
         if self.root.resolve() not in path.parents:
             raise ValueError(f"object name {name!r} escapes the index directory")
+        return path
+
+    def local_path(self, name: str) -> Path | None:
+        path = self._path(name)
+        if not path.is_file():
+            raise ObjectNotFound(f"{name} is missing from {self.root}")
         return path
 
     def read(self, name: str) -> bytes:

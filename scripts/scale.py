@@ -108,6 +108,13 @@ class Data:
         return normalise(x).astype(np.float16)
 
 
+class WholeStore(LocalStore):
+    """A directory read the way a remote store is: every object read whole (no memory map)."""
+
+    def local_path(self, name: str) -> None:
+        return None
+
+
 def refs(start: int, count: int, sequencer: str = "1") -> list[ObjectRef]:
     return [ObjectRef(bucket="scale", key=f"p{(start + i) % 100:02d}/{start + i:08d}.jpg", sequencer=sequencer) for i in range(count)]
 
@@ -173,9 +180,12 @@ def build(index: ImageIndex, data: Data, policy: maintain.Policy, args: argparse
             index.append(refs(built, count), raw)
         appends.append(step.seconds)
         built += count
-        for done in maintain.run(index, policy=policy, threads=args.threads):
-            merges.append((done.action, done.segments, done.entries, round(done.seconds, 1)))
-            print(f"  maintenance at {built}: {done.action} {done.reason}: {done.entries} entries in {done.seconds:.1f} s", flush=True)
+        with Peak() as run:
+            steps = maintain.run(index, policy=policy, threads=args.threads)
+        for done in steps:
+            merges.append((done.action, done.segments, done.entries, round(done.seconds, 1), round(run.mb)))
+            print(f"  maintenance at {built}: {done.action} {done.reason}: {done.entries} entries in "
+                  f"{done.seconds:.1f} s (run peak {run.mb:.0f} MB)", flush=True)
         if built in (args.segment, args.size) or built % (args.size // 4 or 1) < args.segment:
             with Peak() as small:
                 index.append(refs(10**9 + built, 1000, "2"), data.chunk(10**8 + built, 1000))
@@ -183,7 +193,7 @@ def build(index: ImageIndex, data: Data, policy: maintain.Policy, args: argparse
     say("build_seconds", round(time.perf_counter() - started, 1))
     say("append_50k_seconds_median", round(statistics.median(appends), 2))
     say("append_1000_seconds_by_index_size", json.dumps(small_append))
-    say("maintenance_steps", json.dumps(merges))
+    say("maintenance_steps_action_segments_entries_seconds_runpeakmb", json.dumps(merges))
 
     # --- the largest compaction run: measured as it happened (time) and once more (peak memory) ------
     manifest = index.manifest()
@@ -203,13 +213,18 @@ def build(index: ImageIndex, data: Data, policy: maintain.Policy, args: argparse
 
 def reader(index: ImageIndex, work: Path, data: Data, queries: np.ndarray, args: argparse.Namespace) -> None:
     # --- reader: cold load, memory, refresh after an append -----------------------------------------
+    with Peak() as whole:
+        read = Searcher(ImageIndex(WholeStore(work / "index")))
+        read.refresh(force=True)
+    say("cold_load_read_whole_seconds", round(whole.seconds, 2))
+    say("query_path_bytes_per_image_rss_read_whole", round(whole.mb * 2**20 / read.count, 1))
+    del read
     with Peak() as load:
         searcher = Searcher(ImageIndex(LocalStore(work / "index")))
         searcher.refresh(force=True)
     live = searcher.count
     say("live", live)
-    say("cold_load_seconds", round(load.seconds, 2))
-    say("query_path_bytes_per_image_rss", round(load.mb * 2**20 / live, 1))
+    say("cold_load_memory_mapped_seconds", round(load.seconds, 2))
     say("query_path_bytes_per_image_counted", round(searcher.memory_bytes() / live, 1))
     refreshes = []
     for i in range(5):
@@ -234,6 +249,7 @@ def reader(index: ImageIndex, work: Path, data: Data, queries: np.ndarray, args:
         t = time.perf_counter()
         searcher.search(q[None, :], k=10, metric="hybrid", prefix="p07/")
         timings["hybrid_prefix"].append((time.perf_counter() - t) * 1000)
+    say("query_path_bytes_per_image_rss_mapped_after_queries", round(peak_mb_since(load.before) * 2**20 / live, 1))
     for name, values in timings.items():
         say(f"search_{name}_ms_p50_p99", f"{percentile(values, 50):.2f} / {percentile(values, 99):.2f}")
     exact = []

@@ -153,3 +153,21 @@ def test_compaction_rewrites_a_format1_index_as_format2_with_the_same_entries(fo
     after.refresh(force=True)
     assert after.live_refs() == before.live_refs()
     assert [t.key for t in format1_index.load_segment(manifest.segments[0]).tombstones] == ["3.jpg"]
+
+
+def test_a_segment_memory_mapped_from_disk_searches_like_one_read_whole(tmp_path: Path, unit_vectors: Vectors) -> None:
+    from imgsearch.encode import lsh
+
+    encoder = lsh(dim_in=64, bits=64)
+    refs = [ObjectRef(bucket="b", key=f"{i}.jpg", sequencer="1") for i in range(300)]
+    built = Segment.build(refs=refs, raw=unit_vectors(300), encoder=encoder, tombstones=REFS[:2], hnsw_min=100)
+    path = tmp_path / "query.npz"
+    path.write_bytes(built.to_bytes())
+
+    mapped, whole = Segment.from_file(path), Segment.from_bytes(path.read_bytes())
+
+    assert mapped.mapped is not None and not mapped.floats.flags.writeable  # views over the map, no copy
+    assert mapped.has_hnsw and mapped.refs == whole.refs and mapped.tombstones == whole.tombstones
+    query = encoder.floats(unit_vectors(3, seed=8)).astype(np.float32)
+    for a, b in zip(mapped.search_floats(query, 10), whole.search_floats(query, 10), strict=True):
+        assert np.array_equal(a, b)

@@ -1,0 +1,59 @@
+"""The arrays of an uncompressed .npz file as views over one read-only memory map (no copy, no parse).
+
+`np.savez` stores each member uncompressed, so every array's bytes lie contiguous in the file: a
+reader maps the file and points arrays at those bytes. Pages are read from disk when first touched
+and can be dropped again by the kernel, so a large segment costs little resident memory until it is
+searched, and loading it costs a directory read, not a copy.
+"""
+
+from __future__ import annotations
+
+import io
+import mmap
+import struct
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from numpy.lib import format as npy
+
+LOCAL_HEADER = struct.Struct("<4s5H3I2H")  # a zip local file header (30 bytes)
+
+
+class MappedNpz:
+    """name → array view of a .npz file; `buffer(name)` gives a member's raw bytes (e.g. a graph)."""
+
+    def __init__(self, path: Path | str) -> None:
+        with open(path, "rb") as handle:
+            self.map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        self.spans: dict[str, tuple[int, int]] = {}  # member → (offset of its .npy bytes, length)
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.compress_type != zipfile.ZIP_STORED:
+                    raise ValueError(f"{path}: member {info.filename} is compressed; it cannot be mapped")
+                fields = LOCAL_HEADER.unpack_from(self.map, info.header_offset)
+                start = info.header_offset + LOCAL_HEADER.size + fields[-2] + fields[-1]
+                self.spans[info.filename.removesuffix(".npy")] = (start, info.file_size)
+
+    @property
+    def files(self) -> list[str]:
+        return list(self.spans)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.spans
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        start, size = self.spans[name]
+        header = io.BytesIO(self.map[start : start + min(size, 65536)])
+        version = npy.read_magic(header)
+        read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+        shape, fortran, dtype = read(header)
+        if dtype.hasobject:
+            raise ValueError(f"member {name} holds Python objects; it cannot be mapped")
+        count = int(np.prod(shape, dtype=np.int64))
+        array = np.frombuffer(self.map, dtype=dtype, count=count, offset=start + header.tell())
+        return array.reshape(shape, order="F" if fortran else "C")
+
+    def buffer(self, name: str) -> memoryview:
+        """The bytes of a 1-d uint8 member (no copy)."""
+        return self[name].data
