@@ -55,6 +55,19 @@ class CompactResult:
 
 
 @dataclass(frozen=True)
+class Appended:
+    """A committed append: its segment, the manifest that lists it, and the CAS attempts it lost."""
+
+    segment: SegmentInfo
+    manifest: Manifest
+    retries: int
+
+    @property
+    def name(self) -> str:
+        return self.segment.name
+
+
+@dataclass(frozen=True)
 class OrphanReport:
     segments: int  # orphan segments retired
     objects: int  # their objects
@@ -72,8 +85,7 @@ class ImageIndex:
         self.store = store
         self._encoders: dict[str, Encoder] = {}
         self._lock = threading.Lock()
-        self.cas_retries = 0
-        self.last_commit: manifests.Commit | None = None  # the manifest this object last wrote
+        self.cas_retries = 0  # CAS attempts lost by this object's writes, all told
 
     @classmethod
     def open(cls, location: str, *, endpoint_url: str | None = None) -> ImageIndex:
@@ -126,7 +138,6 @@ class ImageIndex:
     ) -> manifests.Commit:
         commit = manifests.update(self.store, mutate, known=known)
         self.cas_retries += commit.retries
-        self.last_commit = commit
         return commit
 
     # --- writes -----------------------------------------------------------------------------------
@@ -139,7 +150,7 @@ class ImageIndex:
         tombstones: list[ObjectRef] | None = None,
         rejections: list[Rejection] | None = None,
         encoder_version: str | None = None,
-    ) -> SegmentInfo:
+    ) -> Appended:
         """Write one immutable segment for a batch and CAS-append it to the manifest.
 
         `rejections` records objects of the batch that could not be indexed, for `info` and /health.
@@ -165,10 +176,10 @@ class ImageIndex:
                 raise IndexNotFound(f"the manifest at {self.store.uri} disappeared")
             return previous.with_segments((*previous.segments, info))
 
-        self._commit(add, known=known)
-        return info
+        commit = self._commit(add, known=known)
+        return Appended(info, commit.manifest, commit.retries)
 
-    def delete(self, refs: list[ObjectRef]) -> SegmentInfo:
+    def delete(self, refs: list[ObjectRef]) -> Appended:
         """Hide objects at once (a tombstone segment); compaction removes their entries."""
         return self.append([], np.zeros((0, 0), np.float32), tombstones=refs)
 

@@ -14,6 +14,7 @@ from .files import printable, read_file
 from .index import ImageIndex
 from .search import Searcher
 from .segment import ObjectRef, normalise_sequencer
+from .writer import BatchWriter
 
 LOCAL_BUCKET = "local"
 CHUNK = 1024  # images per segment written by one run (progress is kept if the run stops)
@@ -118,10 +119,11 @@ def index_files(
 
         vectors, failures, done = embedder.embed_stream(read, len(part), progress=progress)
         report.skipped.extend((printable(part[f.index].path), f.reason) for f in failures)
-        if done:
-            index.append([refs[i] for i in done], vectors)  # type: ignore[misc]
-            report.indexed += len(done)
-            report.segments += 1
+        batch = BatchWriter(index)
+        batch.add([refs[i] for i in done], vectors)  # type: ignore[misc]
+        written = batch.commit()  # one segment per chunk (nothing for a chunk of failures only)
+        report.indexed += written.indexed
+        report.segments += written.segment is not None
     if compact and report.indexed:
         steps = maintain.run(index)  # the policy the compaction Lambda follows: fit, re-encode, merge
         report.compacted = any(s.action == "merge" for s in steps)

@@ -24,7 +24,9 @@ from botocore.exceptions import ClientError
 from imgsearch.embed import Embedder
 from imgsearch.encode import DEFAULT_BITS
 from imgsearch.index import ImageIndex
-from imgsearch.segment import ObjectRef, Rejection
+from imgsearch.manifest import Manifest
+from imgsearch.segment import ObjectRef
+from imgsearch.writer import BatchWriter
 from lambdas.common import config
 from lambdas.common.s3events import CREATED, parse_body
 
@@ -52,31 +54,17 @@ _ensured = False
 
 
 @dataclass
-class Batch:
-    """What one invocation collects before it writes its single segment."""
+class Invocation:
+    """What one invocation collects: images still to embed, and the batch its single segment becomes."""
 
+    batch: BatchWriter
     refs: list[ObjectRef] = field(default_factory=list)
     images: list[bytes] = field(default_factory=list)
-    tombstones: list[ObjectRef] = field(default_factory=list)
-    rejections: list[Rejection] = field(default_factory=list)
-
-    @property
-    def rejected(self) -> int:
-        return len(self.rejections)
-
-    def clear(self) -> None:
-        self.refs.clear()
-        self.images.clear()
-        self.tombstones.clear()
-        self.rejections.clear()
 
 
-batch = Batch()
-
-
-def reject(ref: ObjectRef, *, code: str, reason: str) -> None:
+def reject(work: Invocation, ref: ObjectRef, *, code: str, reason: str) -> None:
     """Record, log and count an object that will never be indexed (not a failure: retrying cannot help)."""
-    batch.rejections.append(Rejection(bucket=ref.bucket, key=ref.key, etag=ref.etag, code=code, reason=reason))
+    work.batch.reject(ref, code=code, reason=reason)
     logger.warning(
         "image rejected", extra={"bucket": ref.bucket, "key": ref.key, "code": code, "reason": reason}
     )
@@ -111,7 +99,7 @@ def fetch(ref: ObjectRef) -> bytes | None:
         raise  # transient or permission error: fail this record only, SQS retries it
 
 
-def record_handler(record: SQSRecord) -> None:
+def record_handler(record: SQSRecord, work: Invocation) -> None:
     """One SQS message: an S3 notification (one or more records) or the S3 test event."""
     changes = parse_body(record.body)
     if not changes:
@@ -119,64 +107,61 @@ def record_handler(record: SQSRecord) -> None:
     for change in changes:
         ref = change.ref
         if change.kind != CREATED:
-            batch.tombstones.append(ref)
+            work.batch.delete(ref)
             continue
         if ref.size == 0 and ref.etag:
-            reject(ref, code="empty", reason="empty file (0 bytes)")
+            reject(work, ref, code="empty", reason="empty file (0 bytes)")
             continue
         if ref.size > MAX_OBJECT_BYTES:
-            reject(ref, code="too_large", reason=f"object is {ref.size} bytes, over {MAX_OBJECT_BYTES}")
+            reject(work, ref, code="too_large", reason=f"object is {ref.size} bytes, over {MAX_OBJECT_BYTES}")
             continue
         data = fetch(ref)
         if data is None:
             continue
         if len(data) > MAX_OBJECT_BYTES:  # the object is larger than its event said
             reason = f"object is over {MAX_OBJECT_BYTES} bytes (its event said {ref.size})"
-            reject(ref, code="too_large", reason=reason)
+            reject(work, ref, code="too_large", reason=reason)
             continue
-        batch.refs.append(ref)
-        batch.images.append(data)
+        work.refs.append(ref)
+        work.images.append(data)
 
 
 @tracer.capture_method
-def flush() -> dict[str, Any]:
+def flush(work: Invocation) -> dict[str, Any]:
     """Embed the collected images and write one segment (entries + tombstones). Raises to retry all."""
     global _ensured
-    if not batch.images and not batch.tombstones and not batch.rejections:
+    if not work.images and not len(work.batch):
         return {"indexed": 0, "deleted": 0, "rejected": 0}
     if not _ensured:
-        index.ensure(
-            embedder.spec, bits=CODE_BITS
-        )  # creates the manifest on the first write; checks the model
+        index.ensure(embedder.spec, bits=CODE_BITS)  # creates the manifest on the first write; checks the model
         _ensured = True
     started = time.perf_counter()
-    vectors, failures = embedder.embed_bytes(batch.images)
-    failed = {f.index for f in failures}
+    vectors, failures, done = embedder.embed_stream(lambda i: work.images[i], len(work.images))
     for failure in failures:
-        reject(batch.refs[failure.index], code=failure.code, reason=failure.reason)
-    good = [ref for i, ref in enumerate(batch.refs) if i not in failed]
+        reject(work, work.refs[failure.index], code=failure.code, reason=failure.reason)
+    work.batch.add([work.refs[i] for i in done], vectors)
     embed_ms = (time.perf_counter() - started) * 1000
-    retries = index.cas_retries
     # Rejections are written too (even alone), so `imgsearch info` and GET /health can show them.
-    info = index.append(good, vectors, tombstones=batch.tombstones, rejections=batch.rejections)
-    metrics.add_metric(name="ImagesIndexed", unit=MetricUnit.Count, value=len(good))
-    metrics.add_metric(name="ImagesDeleted", unit=MetricUnit.Count, value=len(batch.tombstones))
-    metrics.add_metric(name="CasRetries", unit=MetricUnit.Count, value=index.cas_retries - retries)
+    written = work.batch.commit()
+    metrics.add_metric(name="ImagesIndexed", unit=MetricUnit.Count, value=written.indexed)
+    metrics.add_metric(name="ImagesDeleted", unit=MetricUnit.Count, value=written.deleted)
+    metrics.add_metric(name="CasRetries", unit=MetricUnit.Count, value=written.retries)
     metrics.add_metric(name="EmbedMilliseconds", unit=MetricUnit.Milliseconds, value=embed_ms)
     summary = {
-        "segment": info.name,
-        "indexed": len(good),
-        "deleted": len(batch.tombstones),
-        "rejected": batch.rejected,
+        "segment": written.segment.name if written.segment else None,
+        "indexed": written.indexed,
+        "deleted": written.deleted,
+        "rejected": written.rejected,
         "embed_ms": round(embed_ms, 1),
     }
     logger.info("segment appended", extra=summary)
-    request_compaction()
+    if written.manifest is not None:
+        request_compaction(written.manifest)
     return summary
 
 
 @tracer.capture_method
-def request_compaction() -> bool:
+def request_compaction(manifest: Manifest) -> bool:
     """Invoke the compaction function asynchronously once the manifest lists too many segments.
 
     The segment is already committed, so a failed invoke is logged, not raised (the schedule catches
@@ -187,8 +172,7 @@ def request_compaction() -> bool:
         return False
     segments = 0
     try:
-        commit = index.last_commit  # the manifest this invocation's append just wrote: no extra read
-        segments = len(commit.manifest.segments) if commit else len(index.manifest().segments)
+        segments = len(manifest.segments)  # the manifest this invocation's commit wrote: no extra read
         if segments <= COMPACT_AFTER_SEGMENTS:
             return False
         lambda_client.invoke(
@@ -211,9 +195,12 @@ def request_compaction() -> bool:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    batch.clear()
+    work = Invocation(BatchWriter(index))
     response: dict[str, Any] = process_partial_response(  # type: ignore[assignment]
-        event=event, record_handler=record_handler, processor=processor, context=context
+        event=event,
+        record_handler=lambda record: record_handler(record, work),
+        processor=processor,
+        context=context,
     )
-    flush()  # one segment per invocation; if it fails the invocation fails and SQS retries the batch
+    flush(work)  # one segment per invocation; if it fails the invocation fails and SQS retries the batch
     return response
