@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20,22
 
-.PHONY: setup test lint bench clean layers synth local reliability
+.PHONY: setup test lint bench clean layers synth local reliability scale
 
 setup:  ## virtual environment, the package with its pinned dependencies, and the ONNX model
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -35,6 +35,9 @@ bench:  ## retrieval quality and speed on ../shared/datasets (long: see docs/BEN
 
 reliability:  ## the reliability suite at full size: kills, load + restart, hostile files, API fuzzing (docs/RELIABILITY.md)
 	$(BIN)/python scripts/reliability.py
+
+scale:  ## the scale benchmark at 1,000,000 images (CIFAR-10 embeddings + perturbed copies; ~30 min, ~10 GB RAM)
+	$(BIN)/python scripts/scale.py --size $(or $(SIZE),1000000) --out bench-out
 
 layers:  ## Lambda layers + function code for arm64 and x86_64 in layers/build/ (pip --platform, no Docker)
 	$(BIN)/python layers/build.py --sizes
