@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -186,7 +186,8 @@ class ImageIndex:
     def _write_segment(self, segment: Segment, *, kind: str, rejected: int | None = None) -> SegmentInfo:
         body = segment.to_bytes()
         if len(segment):
-            self.store.write(raw_object(segment.name), segment.raw_bytes())
+            raw = segment.raw if segment.raw is not None else np.zeros((0, 0), np.float16)
+            self.store.write_array(raw_object(segment.name), raw)
         self.store.write(query_object(segment.name), body)
         return SegmentInfo(
             name=segment.name,
@@ -211,29 +212,17 @@ class ImageIndex:
     def load_segment(self, info: SegmentInfo, *, with_raw: bool = False) -> Segment:
         segment = self.read_segment(info.name)
         if with_raw:
-            segment.raw = (
-                Segment.raw_from_bytes(self.store.read(raw_object(info.name)))
-                if info.count
-                else np.zeros((0, self.encoder(info.encoder).dim_in), np.float16)
-            )
+            segment.raw = self.load_raw(info)
         return segment
 
-    def live_raw(
-        self, manifest: Manifest | None = None, *, names: Collection[str] | None = None
-    ) -> tuple[KeyTable, np.ndarray, list[Segment], list[np.ndarray]]:
-        """Live entries of the named segments (all by default), resolved among those segments alone, with
-        their raw embeddings (float16), the segments they came from and their live masks."""
-        manifest = manifest or self.manifest()
-        infos = [s for s in manifest.segments if names is None or s.name in names]
-        segments = [self.load_segment(info, with_raw=True) for info in infos]
-        masks = live_masks(segments)
-        refs = KeyTable.concat([s.table.take(np.flatnonzero(m)) for s, m in zip(segments, masks, strict=True)])
-        dim = int(manifest.model.get("dim", 0)) or (segments[0].raw.shape[1] if segments else 0)  # type: ignore[union-attr, call-overload]
-        parts = [s.raw[m] for s, m in zip(segments, masks, strict=True) if m.any()]  # type: ignore[index]
-        raw = np.concatenate(parts) if parts else np.zeros((0, dim), np.float16)
-        for segment in segments:
-            segment.raw = None  # the live rows are copied out: let the rest go
-        return refs, raw, segments, masks
+    def load_raw(self, info: SegmentInfo) -> np.ndarray:
+        """A segment's raw embeddings (float16): memory-mapped from a local store, else read whole."""
+        if not info.count:
+            return np.zeros((0, self.encoder(info.encoder).dim_in), np.float16)
+        path = self.store.local_path(raw_object(info.name))
+        if path is not None:
+            return np.load(path, mmap_mode="r")
+        return Segment.raw_from_bytes(self.store.read(raw_object(info.name)))
 
     # --- maintenance ------------------------------------------------------------------------------
 
@@ -304,12 +293,11 @@ class ImageIndex:
         if len(folded) != len(wanted):
             raise manifests.ConflictError("some of these segments are no longer listed; nothing changed")
         target = self.encoder(manifest.encoder)
-        refs, raw, segments, masks = self.live_raw(manifest, names=wanted)
+        refs, raw, segments, masks = self.sorted_live_raw(folded)
         tombstones = surviving_tombstones(segments, masks)
-        by_id = np.argsort(refs.ids, kind="stable")
         merged = Segment.build(
-            refs=refs.take(by_id),
-            raw=raw[by_id],
+            refs=refs,
+            raw=raw,
             encoder=target,
             tombstones=tombstones,
             rejections=sorted((r for s in segments for r in s.rejections), key=lambda r: r.time)[
@@ -319,7 +307,6 @@ class ImageIndex:
             float_dtype=float_dtype,
             threads=threads,
         )
-        del raw
         rejected = sum(s.rejected for s in folded)
         info = (
             self._write_segment(merged, kind="base", rejected=rejected)
@@ -361,10 +348,32 @@ class ImageIndex:
             seconds=time.time() - started,
         )
 
+    def sorted_live_raw(
+        self, infos: Sequence[SegmentInfo]
+    ) -> tuple[KeyTable, np.ndarray, list[Segment], list[np.ndarray]]:
+        """The live entries of these segments (resolved among them alone) sorted by object id, with their
+        raw embeddings, the segments and their masks. Rows are copied straight into their place in the
+        output, one segment's raw embeddings open at a time: the peak is the output plus one segment."""
+        segments = [self.read_segment(info.name) for info in infos]
+        masks = live_masks(segments)
+        rows = [np.flatnonzero(m) for m in masks]
+        refs = KeyTable.concat([s.table.take(r) for s, r in zip(segments, rows, strict=True)])
+        by_id = np.argsort(refs.ids, kind="stable")
+        place = np.empty(len(by_id), np.int64)
+        place[by_id] = np.arange(len(by_id))  # where each concatenated live row goes
+        dim = self.encoder(infos[0].encoder).dim_in if infos else 0
+        raw = np.empty((len(by_id), dim), np.float16)
+        start = 0
+        for info, picked in zip(infos, rows, strict=True):
+            if len(picked):
+                raw[place[start : start + len(picked)]] = self.load_raw(info)[picked]
+                start += len(picked)
+        return refs.take(by_id), raw, segments, masks
+
     def sample_raw(self, count: int, *, seed: int = 0) -> np.ndarray:
         """Up to `count` raw embeddings drawn evenly from the live entries, one segment in memory at a time."""
         manifest = self.manifest()
-        segments = [self.load_segment(info) for info in manifest.segments]
+        segments = [self.read_segment(info.name) for info in manifest.segments]
         masks = live_masks(segments)
         live = sum(int(m.sum()) for m in masks)
         rng = np.random.default_rng(seed)
@@ -374,8 +383,7 @@ class ImageIndex:
             if not len(rows):
                 continue
             take = rows if live <= count else rng.choice(rows, max(1, round(count * len(rows) / live)), replace=False)
-            raw = self.load_segment(info, with_raw=True).raw
-            parts.append(raw[np.sort(take)])  # type: ignore[index]
+            parts.append(self.load_raw(info)[np.sort(take)])
         dim = int(manifest.model.get("dim", 0))  # type: ignore[call-overload]
         return np.concatenate(parts) if parts else np.zeros((0, dim), np.float16)
 

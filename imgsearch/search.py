@@ -203,8 +203,8 @@ class Searcher:
         # Segments with other encoders: re-encode from the raw embedding (read once, then cached).
         if segment.raw is None:
             info = next(i for i in self.manifest.segments if i.name == segment.name)  # type: ignore[union-attr]
-            segment.raw = self.index.load_segment(info, with_raw=True).raw
-        raw = segment.raw[row : row + 1].astype(np.float32)  # type: ignore[index]
+            segment.raw = self.index.load_raw(info)
+        raw = segment.raw[row : row + 1].astype(np.float32)
         return self.search(
             raw, k=k, metric=metric, min_score=min_score, prefix=prefix, offset=offset, exact=exact
         )[0]

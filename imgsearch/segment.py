@@ -232,11 +232,6 @@ class Segment:
         np.savez(buffer, **arrays)
         return buffer.getvalue()
 
-    def raw_bytes(self) -> bytes:
-        buffer = io.BytesIO()
-        np.save(buffer, self.raw if self.raw is not None else np.zeros((0, 0), np.float16))
-        return buffer.getvalue()
-
     @classmethod
     def from_bytes(cls, data: bytes, *, expansion_search: int | None = None) -> Segment:
         with np.load(io.BytesIO(data)) as npz:

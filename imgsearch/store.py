@@ -9,14 +9,17 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import os
 import shutil
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+import numpy as np
 
 from .errors import ConflictError, ObjectNotFound
 
@@ -63,6 +66,12 @@ class Store(ABC):
         """Where the object is on local disk (so it can be memory-mapped), or None for a remote store."""
         return None
 
+    def write_array(self, name: str, array: np.ndarray) -> None:
+        """Write an immutable .npy object."""
+        buffer = io.BytesIO()
+        np.save(buffer, array)
+        self.write(name, buffer.getbuffer().tobytes())
+
 
 class LocalStore(Store):
     """A directory (local disk or EFS). Readers never see a half-written file."""
@@ -98,6 +107,9 @@ class LocalStore(Store):
 
     def write(self, name: str, data: bytes) -> None:
         _atomic_write(self._path(name), data)
+
+    def write_array(self, name: str, array: np.ndarray) -> None:
+        _atomic_write(self._path(name), lambda handle: np.save(handle, array))  # streamed: no copy in memory
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -276,12 +288,16 @@ def _status(error: Any) -> int:
     return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, data: bytes | Callable[[BinaryIO], object]) -> None:
+    """Write a new file whole or not at all (`data`: the bytes, or a function that writes them)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            if callable(data):
+                data(handle)
+            else:
+                handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -287,10 +287,7 @@ def ingest(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    module = importlib.reload(importlib.import_module("lambdas.ingest.handler"))
-    module.batch.clear()
-    yield module
-    module.batch.clear()
+    yield importlib.reload(importlib.import_module("lambdas.ingest.handler"))
 
 
 def test_ingest_reads_at_most_the_limit_and_rejects_a_body_larger_than_its_event(
@@ -306,9 +303,10 @@ def test_ingest_reads_at_most_the_limit_and_rejects_a_body_larger_than_its_event
     message["Records"][0]["s3"]["object"]["size"] = 500  # what the event says
     record["body"] = json.dumps(message)
 
-    ingest.record_handler(SQSRecord(record))
+    work = ingest.Invocation(ingest.BatchWriter(ingest.index))
+    ingest.record_handler(SQSRecord(record), work)
 
     assert body.asked == [1001]  # the limit + 1, never the whole body
-    assert ingest.batch.images == []
-    (rejection,) = ingest.batch.rejections
+    assert work.images == []
+    (rejection,) = work.batch.rejections
     assert rejection.code == "too_large" and "over 1000 bytes" in rejection.reason

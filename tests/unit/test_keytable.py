@@ -118,7 +118,7 @@ def format1_index(tmp_path: Path, spec: ModelSpec, unit_vectors: Vectors) -> Ima
     )
     infos = []
     for segment in (first, second):
-        index.store.write(raw_object(segment.name), segment.raw_bytes())
+        index.store.write_array(raw_object(segment.name), segment.raw)
         index.store.write(query_object(segment.name), format1_bytes(segment))
         infos.append(SegmentInfo(name=segment.name, encoder=segment.encoder, count=len(segment), tombstones=len(segment.dead)))
     manifest = index.manifest()
