@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--deletes", type=int, default=50)
     parser.add_argument("--overwrites", type=int, default=20)
     parser.add_argument("--replays", type=int, default=30)
+    parser.add_argument("--fuzz-seconds", type=int, default=600, help="bound on the schemathesis run")
     args = parser.parse_args()
     parts = args.only or PARTS
     if "kills" in parts:
@@ -84,7 +85,7 @@ def main() -> None:
     if "inputs" in parts:
         script("hostile_inputs.py")
     if "api" in parts:
-        script("fuzz_api.py")
+        script("fuzz_api.py", "--max-seconds", str(args.fuzz_seconds), "--seed", "7")
 
 
 if __name__ == "__main__":
