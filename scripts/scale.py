@@ -259,31 +259,24 @@ def reader(index: ImageIndex, work: Path, data: Data, queries: np.ndarray, args:
     for metric in ("hybrid", "cosine"):
         recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found[metric], exact, strict=False)])
         say(f"recall@10_{metric}_vs_exact_cosine", round(float(recall), 4))
-    # HNSW expansion_search: recall and time (hybrid)
-    for ef in (64, 128, 256):
-        sweep = Searcher(ImageIndex(LocalStore(work / "index")), expansion_search=ef)
-        sweep.refresh(force=True)
+    def sweep(**settings: object) -> str:
+        """Recall@10 against exact cosine and p50 of hybrid on a fresh searcher with these settings."""
+        tuned = Searcher(ImageIndex(LocalStore(work / "index")), **settings)  # type: ignore[arg-type]
+        tuned.refresh(force=True)
         got, took = [], []
         for q in sample:
             t = time.perf_counter()
-            got.append([h.key for h in sweep.search(q[None, :], k=10, metric="hybrid")[0]])
+            got.append([h.key for h in tuned.search(q[None, :], k=10, metric="hybrid")[0]])
             took.append((time.perf_counter() - t) * 1000)
         recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, exact, strict=False)])
-        say(f"hybrid_expansion_search_{ef}_recall_p50_ms", f"{recall:.4f} / {percentile(took, 50):.2f}")
-        del sweep
-    # the hybrid candidate pool: recall and time as it grows (Searcher oversample)
-    for graph, oversample in (("floats", 10), ("codes", 10), ("codes", 30), ("codes", 100)):
-        sweep = Searcher(ImageIndex(LocalStore(work / "index")), oversample=oversample, hybrid_graph=graph)
-        sweep.refresh(force=True)
-        got, took = [], []
-        for q in sample:
-            t = time.perf_counter()
-            got.append([h.key for h in sweep.search(q[None, :], k=10, metric="hybrid")[0]])
-            took.append((time.perf_counter() - t) * 1000)
-        recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, exact, strict=False)])
-        say(f"hybrid_{graph}_graph_oversample_{oversample}_recall_p50_ms", f"{recall:.4f} / {percentile(took, 50):.2f}")
-        del sweep
+        return f"{recall:.4f} / {percentile(took, 50):.2f}"
 
+    for ef in (64, 128, 256):  # HNSW expansion_search
+        say(f"hybrid_expansion_search_{ef}_recall_p50_ms", sweep(expansion_search=ef))
+    # what hybrid searches on graph segments, and how many Hamming candidates (Searcher oversample)
+    for graph, oversample in (("floats", 10), ("codes", 10), ("codes", 30), ("codes", 100)):
+        say(f"hybrid_{graph}_graph_oversample_{oversample}_recall_p50_ms",
+            sweep(oversample=oversample, hybrid_graph=graph))
 
 if __name__ == "__main__":
     main()
