@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from .encode import MIN_FIT
 from .errors import BadParameter
 from .manifest import Manifest, SegmentInfo
+from .segment import HNSW_MIN
 
 if TYPE_CHECKING:
     from .index import ImageIndex
@@ -115,15 +116,13 @@ def run(
     *,
     policy: Policy = Policy(),
     deadline: float | None = None,
-    hnsw_min: int | None = None,
+    hnsw_min: int = HNSW_MIN,
     threads: int = 0,
     steps: int = 1000,
 ) -> list[Done]:
     """Take planned steps until there is nothing to do, `steps` were taken or time.monotonic() passes
     `deadline` (checked before each step after the first: a step started is finished, or cut short
     with no change to the manifest)."""
-    from .segment import HNSW_MIN
-
     done: list[Done] = []
     fitting = policy
     for _ in range(steps):
@@ -144,7 +143,7 @@ def run(
                 continue
             done.append(Done("fit", step.reason, len(manifest.segments), 0, 0, time.monotonic() - started, encoder.version))
             continue
-        result = index.merge(list(step.names), hnsw_min=HNSW_MIN if hnsw_min is None else hnsw_min, threads=threads)
+        result = index.merge(list(step.names), hnsw_min=hnsw_min, threads=threads)
         done.append(
             Done("merge", step.reason, result.before, result.entries, result.dropped, result.seconds, result.encoder)
         )

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import BadParameter, KeyNotIndexed
-
-__all__ = ["MAX_K", "METRICS", "Hit", "Searcher"]  # MAX_K and METRICS live in options.py
 from .index import ImageIndex
 from .keytable import KeyTable
 from .live import Live, LiveSet
@@ -22,18 +20,26 @@ from .manifest import Manifest
 from .options import MAX_K, METRICS, SearchOptions
 from .segment import ObjectRef, Rejection, Segment, object_id, table_refs
 
+__all__ = ["MAX_K", "METRICS", "Hit", "Searcher"]  # MAX_K and METRICS live in options.py
+
 EXPANSION_SEARCH = 256  # USearch's default 64 loses recall on these vectors (docs/BENCHMARKS.md)
 OVERSAMPLE = 10  # hybrid: Hamming candidates per wanted result, re-ranked by cosine
 MIN_CANDIDATES = 100
 POOL_FRACTION = 1 / 200  # hybrid on an exhaustively searched segment: at least this share as candidates
 GRAPH_FILTER_FRACTION = 0.05  # a prefix matching at least this share of a graph segment is post-filtered
-HYBRID_GRAPHS = ("floats", "codes")
+HYBRID_GRAPHS = ("floats", "codes")  # what hybrid searches on a segment with an HNSW graph
 PREFIX_CACHE = 8  # prefix masks kept per segment (one byte per row each)
 
 
 @functools.cache
 def _threads() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="segment-search")  # what hybrid searches on a segment with HNSW graphs
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="segment-search")
+
+
+def _only(allowed: np.ndarray, rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (and scores) whose row is allowed; the others become -1 (and -inf)."""
+    valid = (rows >= 0) & allowed[np.maximum(rows, 0)]
+    return np.where(valid, rows, -1), np.where(valid, scores, -np.inf)
 
 
 @dataclass(frozen=True)
@@ -301,10 +307,9 @@ class Searcher:
             if segment.has_hnsw and not exact and fraction >= GRAPH_FILTER_FRACTION:
                 # A broad filter on a graph: ask the graph for enough to keep `want` after filtering.
                 stretch = min(len(segment), int(np.ceil((want + dead) / fraction * 2)))
-                rows, scores = self._rank(segment, floats, codes, stretch, stretch, metric, exact, 0)
-                valid = (rows >= 0) & allowed[np.maximum(rows, 0)]
-                if (valid.sum(axis=1) >= want).all():
-                    return np.where(valid, rows, -1), np.where(valid, scores, -np.inf)
+                rows, scores = _only(allowed, *self._rank(segment, floats, codes, stretch, stretch, metric, exact, 0))
+                if ((rows >= 0).sum(axis=1) >= want).all():
+                    return rows, scores
             # A selective filter (or too few hits above): search exactly within the allowed rows.
             view = Segment(
                 name=segment.name,
@@ -315,10 +320,7 @@ class Searcher:
             )
             rows, scores = self._rank(view, floats, codes, want, pool, metric, True, 0)
             return np.where(rows >= 0, subset[np.maximum(rows, 0)], -1), scores
-        rows, scores = self._rank(segment, floats, codes, want, pool, metric, exact, dead)
-        valid = (rows >= 0) & allowed[np.maximum(rows, 0)]
-        rows = np.where(valid, rows, -1)
-        return rows, np.where(valid, scores, -np.inf)
+        return _only(allowed, *self._rank(segment, floats, codes, want, pool, metric, exact, dead))
 
     def _rank(
         self,
