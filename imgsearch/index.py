@@ -17,7 +17,7 @@ from .keytable import KeyTable
 from .manifest import Manifest, SegmentInfo
 from .modelspec import ModelSpec
 from .resolve import live_masks, surviving_tombstones
-from .segment import HNSW_MIN, ObjectRef, Rejection, Segment, named_at, query_object, raw_object
+from .segment import GRAPH_DTYPE, HNSW_MIN, ObjectRef, Rejection, Segment, named_at, query_object, raw_object
 from .store import LocalStore, Store, open_store
 
 FIT_SAMPLES = 100_000  # embeddings an encoder is fitted on at most (drawn evenly from the live entries)
@@ -231,7 +231,7 @@ class ImageIndex:
         *,
         hnsw_min: int = HNSW_MIN,
         threads: int = 0,
-        float_dtype: str = "f16",
+        float_dtype: str = GRAPH_DTYPE,
         min_segments: int = 2,
         max_base: int = maintain.MAX_BASE,
     ) -> CompactResult:
@@ -278,7 +278,7 @@ class ImageIndex:
         *,
         hnsw_min: int = HNSW_MIN,
         threads: int = 0,
-        float_dtype: str = "f16",
+        float_dtype: str = GRAPH_DTYPE,
     ) -> CompactResult:
         """Merge the named segments into one, encoded by the manifest's encoder, and CAS-swap it in.
 

@@ -138,7 +138,7 @@ class Searcher:
         total = 0
         for live in self.live.segments:
             s = live.segment
-            total += s.floats.nbytes + s.codes.nbytes
+            total += (0 if s.floats is None else s.floats.nbytes) + s.codes.nbytes
             for graph in (s.float_index, s.code_index):
                 if graph is not None:
                     total += int(graph.memory_usage)
@@ -195,7 +195,7 @@ class Searcher:
         pos, row = self._locate(key, bucket)
         segment = self.live.segments[pos].segment
         if {live.segment.encoder for live in self.live.segments} == {segment.encoder}:
-            stored = (segment.floats[row : row + 1].astype(np.float32), segment.codes[row : row + 1])
+            stored = (segment.vectors(np.array([row])), segment.codes[row : row + 1])
             return self._search(
                 lambda _: stored,
                 1,
@@ -235,7 +235,7 @@ class Searcher:
         # hybrid re-ranks a pool of Hamming candidates sized by k, not by the offset: pages of one k are
         # slices of one ranking (for the first ten pages at least) and never overlap.
         pool = max(k * self.oversample, MIN_CANDIDATES, want)
-        per_query: list[list[tuple[float, int, int]]] = [[] for _ in range(n)]
+        found: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in range(n)]  # scores, pos, rows
         todo = [(pos, live) for pos, live in enumerate(self.live.segments) if live.dead < len(live.segment)]
         for version in {live.segment.encoder for _, live in todo}:
             encode(version)  # once per encoder version, before any thread asks for it
@@ -262,16 +262,19 @@ class Searcher:
             pos, rows, scores = done
             for q in range(n):
                 keep = rows[q] >= 0
-                per_query[q].extend(
-                    zip(
-                        scores[q][keep].tolist(), [pos] * int(keep.sum()), rows[q][keep].tolist(), strict=True
-                    )
-                )
+                got, at = scores[q][keep], rows[q][keep]
+                if len(got) > want:  # only a segment's best `want` can reach the page (ties keep their order)
+                    best = np.argsort(-got, kind="stable")[:want]
+                    got, at = got[best], at[best]
+                found[q].append((got, np.full(len(at), pos), at))
         results = []
-        for found in per_query:
-            found.sort(key=lambda item: -item[0])
+        for parts in found:
+            scores = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.float32)
+            order = np.argsort(-scores, kind="stable")[offset : offset + k]  # stable: ties in segment order
+            positions = np.concatenate([p[1] for p in parts])[order] if parts else order
+            rows = np.concatenate([p[2] for p in parts])[order] if parts else order
             hits = []
-            for raw_score, pos, row in found[offset : offset + k]:
+            for raw_score, pos, row in zip(scores[order].tolist(), positions.tolist(), rows.tolist(), strict=True):
                 score = round(min(max(float(raw_score), -1.0), 1.0), 6)
                 if min_score is not None and score < min_score:  # the score as reported
                     break
@@ -315,7 +318,7 @@ class Searcher:
                 name=segment.name,
                 encoder=segment.encoder,
                 table=KeyTable.empty(),  # rows are mapped back through `subset`: no keys needed
-                floats=segment.floats[subset],
+                floats=segment.vectors(subset),
                 codes=segment.codes[subset],
             )
             rows, scores = self._rank(view, floats, codes, want, pool, metric, True, 0)

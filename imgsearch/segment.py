@@ -2,6 +2,12 @@
 
 A segment is two objects: `segments/<name>/query.npz` (all the query path reads) and
 `segments/<name>/raw.npy` (the raw embeddings, read only to re-encode or re-fit).
+
+A graph segment of this version keeps its float vectors only inside its HNSW graph, as int8 after a
+random rotation (stored beside it) and a per-vector scale: the rotation spreads each vector's energy
+over every dimension, so 8 bits lose little (docs/BENCHMARKS.md, scale); its cosines rank and score
+the hits. Segments with a separate float16 matrix (earlier versions, and
+every segment too small for a graph) are read as before.
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ FORMAT = 2  # of query.npz: 1 had JSON key tables (still read), 2 has columnar o
 HNSW_MIN = 50_000  # segments at least this large get HNSW graphs (see docs/BENCHMARKS.md)
 CONNECTIVITY = 16
 EXPANSION_ADD = 40  # 64 built 800k rows in 470 s on 2 cores; see docs/BENCHMARKS.md (scale)
-FLOAT_DTYPES = ("f16", "i8")
+FLOAT_DTYPES = ("i8", "f16")  # of a float graph: i8 (rotated; no separate floats) or f16 (with them)
+GRAPH_DTYPE = "i8"  # 405 B a row in the graph instead of 512 + 660 (docs/BENCHMARKS.md, scale)
 ENCODE_CHUNK = 65_536  # rows encoded (or added to a graph) at once: bounds the float32 copies
 
 
@@ -74,12 +81,13 @@ class Segment:
     name: str
     encoder: str
     table: KeyTable  # one row per entry
-    floats: np.ndarray  # (n, dims) float16, L2-normalised
+    floats: np.ndarray | None  # (n, dims) float16, L2-normalised; None when they live in the graph
     codes: np.ndarray  # (n, bits/8) uint8
     dead: KeyTable = field(default_factory=KeyTable.empty)  # tombstones: deleted or overwritten objects
     rejections: list[Rejection] = field(default_factory=list)
     float_index: Index | None = None
     code_index: Index | None = None
+    rotation: np.ndarray | None = None  # (dims, dims) float32: how an int8 graph's vectors were rotated
     raw: np.ndarray | None = None  # (n, dim_in) float16; not loaded on the query path
     mapped: MappedNpz | None = None  # the memory map the arrays live in (from_file), else None
 
@@ -122,7 +130,7 @@ class Segment:
         tombstones: list[ObjectRef] | KeyTable | None = None,
         rejections: list[Rejection] | None = None,
         hnsw_min: int = HNSW_MIN,
-        float_dtype: str = "f16",
+        float_dtype: str = GRAPH_DTYPE,
         threads: int = 0,
         name: str | None = None,
     ) -> Segment:
@@ -154,12 +162,15 @@ class Segment:
             segment.build_hnsw(float_dtype=float_dtype, threads=threads)
         return segment
 
-    def build_hnsw(self, *, float_dtype: str = "f16", threads: int = 0) -> None:
+    def build_hnsw(self, *, float_dtype: str = GRAPH_DTYPE, threads: int = 0) -> None:
+        """The float graph (HNSW, cosine). An i8 graph then holds the only copy of the float vectors."""
         if float_dtype not in FLOAT_DTYPES:
             raise ValueError(f"float dtype {float_dtype!r} is not one of {FLOAT_DTYPES}")
+        floats = self._floats()
         rows = np.arange(len(self), dtype=np.uint64)
-        floats = Index(
-            ndim=self.floats.shape[1],
+        rotation = random_rotation(floats.shape[1]) if float_dtype == "i8" else None
+        graph = Index(
+            ndim=floats.shape[1],
             metric="cos",
             dtype=float_dtype,
             connectivity=CONNECTIVITY,
@@ -167,10 +178,30 @@ class Segment:
         )
         for start in range(0, len(rows), ENCODE_CHUNK):  # float32 copies a chunk at a time
             end = start + ENCODE_CHUNK
-            floats.add(rows[start:end], self.floats[start:end].astype(np.float32), threads=threads)
+            part = floats[start:end].astype(np.float32)
+            graph.add(rows[start:end], part if rotation is None else quantise(part, rotation), threads=threads)
         # Only the float graph: hybrid ranks large segments on it (docs/BENCHMARKS.md, scale). Hamming
         # searches them with a popcount scan; segments of earlier versions may still carry a code graph.
-        self.float_index = floats
+        self.float_index = graph
+        if rotation is not None:
+            self.rotation, self.floats = rotation, None
+
+    def _floats(self) -> np.ndarray:
+        if self.floats is None:
+            raise ValueError(f"segment {self.name} keeps its float vectors in its graph only")
+        return self.floats
+
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        """The float vectors (float32, unit length) of some rows: stored, or recovered from an i8 graph."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.floats is not None:
+            return self.floats[rows].astype(np.float32)
+        assert self.float_index is not None and self.rotation is not None  # floats is None only then
+        if len(rows) == 0:
+            return np.zeros((0, self.rotation.shape[0]), np.float32)
+        found = self.float_index._compiled.get_many(rows.astype(np.uint64), self.float_index.dtype)
+        stored = np.stack([np.asarray(v).view(np.int8) for v in found]).astype(np.float32)
+        return _unit(stored @ self.rotation.T)
 
     # --- searching (rows are positions in this segment) ------------------------------------------
 
@@ -194,14 +225,22 @@ class Segment:
         self, queries: np.ndarray, count: int, *, exact: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         """(rows, cosine similarities) of the `count` most similar float vectors (-1 pads)."""
-        if self.float_index is not None and not exact:
-            rows, distances = _matches(self.float_index.search(queries.astype(np.float32), count), count)
+        queries = np.asarray(queries, dtype=np.float32)
+        if self.float_index is not None and (not exact or self.floats is None):
+            if self.rotation is not None:  # an int8 graph: the query is rotated and quantised like its rows
+                queries = quantise(queries, self.rotation)
+            rows, distances = _matches(self.float_index.search(queries, count, exact=exact), count)
+            if exact:  # every row compared (in int8 when the rows are): ties broken by row, as below
+                order = np.lexsort((rows, distances), axis=1)
+                rows, distances = np.take_along_axis(rows, order, axis=1), np.take_along_axis(distances, order, axis=1)
             return rows, 1.0 - distances
         count = min(count, len(self))
         if count == 0 or len(queries) == 0:
             return np.full((len(queries), count), -1, np.int64), np.zeros((len(queries), count), np.float32)
         # USearch's exact kernel reads the f16 rows directly (about 5x a numpy product on 50k rows).
-        found = exact_search(self.floats, queries.astype(np.float16), count, "cos", exact=True)
+        floats = self._floats()
+        kind = np.float16 if floats.dtype == np.float16 else np.float32  # a native dtype (not "<f2")
+        found = exact_search(floats, queries.astype(kind), count, "cos", exact=True)
         rows, _ = _matches(found, count)
         sims = np.full(rows.shape, -np.inf, dtype=np.float32)
         for q in range(len(rows)):
@@ -211,19 +250,23 @@ class Segment:
         return np.take_along_axis(rows, order, axis=1), np.take_along_axis(sims, order, axis=1)
 
     def cosine(self, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
-        return self.floats[rows].astype(np.float32) @ query.astype(np.float32)
+        return self.vectors(rows) @ query.astype(np.float32)
 
     # --- storage ----------------------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
-        arrays: dict[str, Any] = {
-            "floats": self.floats,
+        # floats first: the member right after the zip header starts 2-byte aligned, so a memory map
+        # can hand it to USearch as it is (an unaligned float16 view is refused as another type).
+        arrays: dict[str, Any] = {} if self.floats is None else {"floats": self.floats}
+        arrays |= {
             "codes": self.codes,
             **self.table.to_arrays("t_"),
             **self.dead.to_arrays("d_"),
             "rejections": _json_array([asdict(r) for r in self.rejections]),
             "meta": _json_array({"name": self.name, "encoder": self.encoder, "format": FORMAT}),
         }
+        if self.rotation is not None:
+            arrays["rotation"] = self.rotation
         if self.float_index is not None:
             arrays["float_index"] = np.frombuffer(self.float_index.save() or b"", dtype=np.uint8)
         if self.code_index is not None:
@@ -265,9 +308,10 @@ class Segment:
             name=meta["name"],
             encoder=meta["encoder"],
             table=table,
-            floats=npz["floats"],
+            floats=npz["floats"] if "floats" in npz.files else None,
             codes=npz["codes"],
             dead=dead,
+            rotation=npz["rotation"] if "rotation" in npz.files else None,
             rejections=[Rejection(**r) for r in _from_json_array(npz["rejections"])]
             if "rejections" in npz.files
             else [],
@@ -320,6 +364,23 @@ def query_object(name: str) -> str:
 
 def raw_object(name: str) -> str:
     return f"segments/{name}/raw.npy"
+
+
+def random_rotation(dims: int, seed: int | None = None) -> np.ndarray:
+    """A random orthogonal matrix (float32): cosines are unchanged, energy spreads over every dimension."""
+    q, r = np.linalg.qr(np.random.default_rng(seed).standard_normal((dims, dims)))
+    return (q * np.sign(np.diag(r))).astype(np.float32)
+
+
+def quantise(floats: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+    """Rotated vectors as int8, each scaled so its largest component is ±127 (cosine ignores scale)."""
+    rotated = np.asarray(floats, dtype=np.float32) @ rotation
+    scale = 127.0 / np.maximum(np.abs(rotated).max(axis=1, keepdims=True), 1e-12)
+    return np.clip(np.rint(rotated * scale), -127, 127).astype(np.int8)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def _words(codes: np.ndarray) -> np.ndarray:

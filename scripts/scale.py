@@ -131,6 +131,33 @@ def spec_of(dim: int) -> ModelSpec:
     )
 
 
+def exact_float_top10(index: ImageIndex, searcher: Searcher, queries: np.ndarray) -> list[list[str]]:
+    """Keys of the exact top 10 by float cosine, from the raw embeddings re-encoded (not the int8 graph).
+
+    The ground truth the issue asks for: the encoder's float vectors of every live entry, compared with
+    each query exactly, segment by segment (a chunk of rows at a time, so memory stays bounded).
+    """
+    from usearch.index import search as exact_search
+
+    best: list[list[tuple[float, str]]] = [[] for _ in queries]
+    info = {s.name: s for s in searcher.manifest.segments}  # type: ignore[union-attr]
+    for live in searcher.live.segments:
+        segment = live.segment
+        encoder = index.encoder(segment.encoder)
+        wanted = encoder.floats(queries.astype(np.float32)).astype(np.float16)
+        raw = index.load_raw(info[segment.name])
+        rows = np.flatnonzero(live.alive)
+        for start in range(0, len(rows), 65536):
+            part = rows[start : start + 65536]
+            floats = encoder.floats(np.asarray(raw[part], dtype=np.float32)).astype(np.float16)
+            found = exact_search(floats, wanted, min(10, len(part)), "cos", exact=True)
+            for q in range(len(queries)):
+                keys, distances = np.atleast_2d(found.keys)[q], np.atleast_2d(found.distances)[q]
+                best[q].extend((float(d), segment.table.keys[int(part[k])]) for k, d in zip(keys, distances, strict=True))
+                best[q] = sorted(best[q])[:10]
+    return [[key for _, key in found] for found in best]
+
+
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
@@ -252,10 +279,8 @@ def reader(index: ImageIndex, work: Path, data: Data, queries: np.ndarray, args:
     say("query_path_bytes_per_image_rss_mapped_after_queries", round(peak_mb_since(load.before) * 2**20 / live, 1))
     for name, values in timings.items():
         say(f"search_{name}_ms_p50_p99", f"{percentile(values, 50):.2f} / {percentile(values, 99):.2f}")
-    exact = []
     sample = queries[: min(200, len(queries))]
-    for q in sample:
-        exact.append([h.key for h in searcher.search(q[None, :], k=10, metric="cosine", exact=True)[0]])
+    exact = exact_float_top10(index, searcher, sample)
     for metric in ("hybrid", "cosine"):
         recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found[metric], exact, strict=False)])
         say(f"recall@10_{metric}_vs_exact_cosine", round(float(recall), 4))

@@ -166,7 +166,8 @@ def test_a_segment_memory_mapped_from_disk_searches_like_one_read_whole(tmp_path
 
     mapped, whole = Segment.from_file(path), Segment.from_bytes(path.read_bytes())
 
-    assert mapped.mapped is not None and not mapped.floats.flags.writeable  # views over the map, no copy
+    assert mapped.mapped is not None and not mapped.codes.flags.writeable  # views over the map, no copy
+    assert mapped.floats is None and mapped.rotation is not None  # an int8 graph holds the float vectors
     assert mapped.has_hnsw and mapped.refs == whole.refs and mapped.tombstones == whole.tombstones
     query = encoder.floats(unit_vectors(3, seed=8)).astype(np.float32)
     for a, b in zip(mapped.search_floats(query, 10), whole.search_floats(query, 10), strict=True):

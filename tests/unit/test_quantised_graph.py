@@ -1,0 +1,112 @@
+"""Graph segments keep their float vectors only in an int8 HNSW graph (rotated, scaled per vector)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgsearch.encode import lsh
+from imgsearch.index import ImageIndex
+from imgsearch.modelspec import ModelSpec
+from imgsearch.search import Searcher
+from imgsearch.segment import ObjectRef, Segment, quantise, random_rotation
+from imgsearch.store import LocalStore
+
+ROWS, DIM = 400, 64
+
+
+def clustered(count: int, seed: int = 0) -> np.ndarray:
+    """Unit vectors around a few centres: neighbours are close, like image embeddings."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((8, DIM))
+    x = centres[rng.integers(0, 8, count)] + 0.35 * rng.standard_normal((count, DIM))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def segment(float_dtype: str = "i8") -> tuple[Segment, np.ndarray]:
+    encoder = lsh(dim_in=DIM, bits=64)
+    raw = clustered(ROWS)
+    refs = [ObjectRef(bucket="b", key=f"{i:04d}.jpg", sequencer="1") for i in range(ROWS)]
+    built = Segment.build(refs=refs, raw=raw, encoder=encoder, hnsw_min=100, float_dtype=float_dtype)
+    return built, encoder.floats(raw).astype(np.float32)
+
+
+def test_a_rotation_is_orthogonal_and_keeps_cosines() -> None:
+    rotation = random_rotation(DIM, seed=3)
+    x = clustered(20)
+    assert np.allclose(rotation @ rotation.T, np.eye(DIM), atol=1e-5)
+    assert np.allclose((x @ rotation) @ (x @ rotation).T, x @ x.T, atol=1e-5)
+
+
+def test_quantised_vectors_use_the_whole_int8_range_and_keep_their_direction() -> None:
+    rotation = random_rotation(DIM, seed=3)
+    x = clustered(50)
+    q = quantise(x, rotation)
+    assert q.dtype == np.int8 and (np.abs(q).max(axis=1) == 127).all()
+    back = q.astype(np.float32) @ rotation.T
+    back /= np.linalg.norm(back, axis=1, keepdims=True)
+    assert (np.sum(back * x, axis=1) > 0.995).all()
+
+
+def test_an_int8_graph_segment_stores_no_separate_floats_and_recovers_them() -> None:
+    built, floats = segment()
+    assert built.floats is None and built.rotation is not None and built.has_hnsw
+    again = Segment.from_bytes(built.to_bytes())
+    assert again.floats is None and np.array_equal(again.rotation, built.rotation)
+    rows = np.array([0, 7, 399, 7])
+    recovered = again.vectors(rows)
+    assert recovered.shape == (4, floats.shape[1])
+    assert (np.sum(recovered * floats[rows], axis=1) > 0.995).all()
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_int8_graph_scores_are_close_to_float_cosine_and_rank_a_row_first_for_itself(exact: bool) -> None:
+    built, floats = segment()
+    rows, scores = built.search_floats(floats[:20], 10, exact=exact)
+    assert (rows[:, 0] == np.arange(20)).all() and (scores[:, 0] > 0.99).all()
+    truth = np.take_along_axis(floats[:20] @ floats.T, rows, axis=1)
+    assert np.abs(scores - truth).max() < 0.02
+    assert (np.diff(scores, axis=1) <= 1e-6).all()  # best first
+
+
+def test_exact_search_on_an_int8_graph_finds_the_float_top_ten() -> None:
+    built, floats = segment()
+    query = clustered(5, seed=9) @ np.eye(DIM, floats.shape[1], dtype=np.float32)
+    query /= np.linalg.norm(query, axis=1, keepdims=True)
+    rows, _ = built.search_floats(query, 10, exact=True)
+    truth = np.argsort(-(query @ floats.T), axis=1)[:, :10]
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows.tolist(), truth.tolist(), strict=True)])
+    assert recall >= 0.9
+
+
+def test_a_float16_graph_segment_of_the_earlier_layout_still_loads_and_searches(tmp_path: Path) -> None:
+    built, floats = segment("f16")
+    assert built.floats is not None and built.rotation is None
+    path = tmp_path / "query.npz"
+    path.write_bytes(built.to_bytes())
+    for loaded in (Segment.from_file(path), Segment.from_bytes(path.read_bytes())):
+        rows, scores = loaded.search_floats(floats[:3], 5)
+        assert (rows[:, 0] == np.arange(3)).all() and (scores[:, 0] > 0.999).all()
+        assert np.allclose(loaded.vectors(np.array([1])), floats[1], atol=2e-3)
+
+
+@pytest.mark.parametrize("metric", ["hybrid", "cosine", "hamming"])
+def test_more_like_this_and_a_prefix_filter_work_on_an_int8_graph_index(
+    tmp_path: Path, spec: ModelSpec, metric: str
+) -> None:
+    index = ImageIndex(LocalStore(tmp_path / "index"))
+    index.ensure(spec)
+    raw = clustered(ROWS)
+    refs = [ObjectRef(bucket="b", key=f"{'a' if i % 4 == 0 else 'z'}/{i:04d}.jpg", sequencer="1") for i in range(ROWS)]
+    index.append(refs, raw)
+    index.compact(hnsw_min=100, min_segments=1)
+    searcher = Searcher(index)
+    searcher.refresh(force=True)
+    assert all(live.segment.floats is None for live in searcher.live.segments)
+    hits = searcher.search_key("a/0008.jpg", k=5, metric=metric)
+    assert hits[0].key == "a/0008.jpg"
+    filtered = searcher.search(raw[8], k=20, metric=metric, prefix="a/")[0]
+    assert len(filtered) == 20 and all(h.key.startswith("a/") for h in filtered)
+    assert filtered[0].key == "a/0008.jpg"
