@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ARCHITECTURES = ("arm64", "x86_64")
 INDEX_STORES = ("s3", "efs")  # the index on an S3 bucket, or on EFS mounted by the functions
 METRICS = ("hybrid", "cosine", "hamming")
+MAX_WATCH_FILTERS = 50  # watched prefix x suffix combinations: two S3 notification entries each
 
 
 class ContextError(ValueError):
@@ -39,8 +40,12 @@ class StageConfig:
     throttleBurstLimit: int = 40
     quotaPerDay: int = 100_000
     corsOrigins: tuple[str, ...] = ()
-    notificationPrefix: str = ""
-    notificationSuffix: str = ""
+    imagesBucket: str = ""  # an existing bucket to index (imported, never changed); "" creates one
+    imagesBucketKmsKeyArn: str = ""  # the customer KMS key of imagesBucket's objects (SSE-KMS), if any
+    watchPrefixes: tuple[str, ...] = ()  # key prefixes indexed (and readable); () = the whole bucket
+    watchSuffixes: tuple[str, ...] = ()  # key suffixes indexed (case-sensitive, like S3); () = any
+    notificationPrefix: str = ""  # one watched prefix: the older spelling of watchPrefixes
+    notificationSuffix: str = ""  # one watched suffix: the older spelling of watchSuffixes
     batchSize: int = 10
     batchWindowSeconds: int = 5
     maxReceiveCount: int = 5
@@ -50,6 +55,16 @@ class StageConfig:
     compactAfterSegments: int = 32  # 0: on the schedule only (stacks.wiring.DEFAULT_COMPACT_AFTER_SEGMENTS)
     alarmEmail: str = ""
     assetsDir: str = ""  # default: layers/build/<architecture> (made by `make layers`)
+
+    @property
+    def watched_prefixes(self) -> tuple[str, ...]:
+        """watchPrefixes, or notificationPrefix as a one-item list; () watches the whole bucket."""
+        return self.watchPrefixes or ((self.notificationPrefix,) if self.notificationPrefix else ())
+
+    @property
+    def watched_suffixes(self) -> tuple[str, ...]:
+        """watchSuffixes, or notificationSuffix as a one-item list; () watches every key."""
+        return self.watchSuffixes or ((self.notificationSuffix,) if self.notificationSuffix else ())
 
     @property
     def assets(self) -> Path:
@@ -115,6 +130,80 @@ def _origins(value: Any) -> tuple[str, ...]:
     return origins
 
 
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_RESERVED_BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_RESERVED_BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+
+
+def _bucket(value: Any) -> str:
+    """An existing general purpose bucket's bare name (S3's naming rules), or "" to create one."""
+    if value == "":
+        return ""
+    name = value if isinstance(value, str) else ""
+    hint = ""
+    if name.startswith(("s3://", "arn:")):
+        bucket, _, prefix = name.removeprefix("s3://").split(":")[-1].partition("/")
+        hint = f": give the bare name, -c imagesBucket={bucket}" + (
+            f", and the prefix apart, -c watchPrefixes={prefix.rstrip('/')}/" if prefix.strip("/") else ""
+        )
+    elif (
+        not _BUCKET_NAME.fullmatch(name)
+        or ".." in name
+        or re.fullmatch(r"\d+\.\d+\.\d+\.\d+", name)
+        or name.startswith(_RESERVED_BUCKET_PREFIXES)
+        or name.endswith(_RESERVED_BUCKET_SUFFIXES)
+    ):
+        hint = (
+            ": use 3-63 lower-case letters, digits, dots or hyphens, starting and ending with a letter"
+            " or digit (no '..', not an IP address; directory buckets and access point aliases are not supported)"
+        )
+    if hint:
+        raise ContextError(f"context imagesBucket={value!r} is not an S3 bucket name{hint}")
+    return name
+
+
+def _key_filters(name: str, *, suffix: bool) -> Callable[[Any], tuple[str, ...]]:
+    """A list (or comma-separated string) of key prefixes or suffixes that S3 can filter on without overlap."""
+    what = "suffix" if suffix else "prefix"
+
+    def check(value: Any) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+            raise ContextError(
+                f"context {name}={value!r} must be a list of key {what}es or a comma-separated string"
+            )
+        filters = tuple(i.strip() for i in items if i.strip())
+        for item in filters:
+            if re.search(r"[*?,]|\$\{", item) or len(item) > 1024:
+                raise ContextError(
+                    f"context {name} has {item!r}: a key {what} is literal text of at most 1024 characters"
+                    " (no *, ?, comma or ${)"
+                )
+        for i, a in enumerate(filters):
+            for b in filters[i + 1 :]:
+                if (b.endswith(a) or a.endswith(b)) if suffix else (b.startswith(a) or a.startswith(b)):
+                    raise ContextError(
+                        f"context {name} has {a!r} and {b!r}, which overlap: S3 refuses two notifications of one"
+                        f" event for the same key, so keep only the shorter {what}"
+                    )
+        return filters
+
+    return check
+
+
+def _one_key_filter(name: str, *, suffix: bool) -> Callable[[Any], str]:
+    """One key prefix or suffix (the older notificationPrefix/notificationSuffix), checked like a list item."""
+    check_list = _key_filters(name, suffix=suffix)
+
+    def check(value: Any) -> str:
+        if not isinstance(value, str):
+            raise ContextError(f"context {name}={value!r} must be a key {'suffix' if suffix else 'prefix'}")
+        check_list([value])
+        return value
+
+    return check
+
+
 CHECKS: dict[str, Callable[[Any], Any]] = {
     "stage": _text(
         "stage", r"[a-z][a-z0-9-]{0,19}", "1-20 lower-case letters, digits or hyphens, starting with a letter"
@@ -134,8 +223,16 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "throttleBurstLimit": _int("throttleBurstLimit", 1, 5_000),
     "quotaPerDay": _int("quotaPerDay", 1, 100_000_000),
     "corsOrigins": _origins,
-    "notificationPrefix": _text("notificationPrefix", r"[^*?]{0,1024}", "a key prefix without wildcards"),
-    "notificationSuffix": _text("notificationSuffix", r"[^*?]{0,1024}", "a key suffix without wildcards"),
+    "imagesBucket": _bucket,
+    "imagesBucketKmsKeyArn": _text(
+        "imagesBucketKmsKeyArn",
+        r"(|arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+)",
+        "a KMS key ARN, arn:aws:kms:REGION:ACCOUNT:key/KEY-ID (not an alias), or empty",
+    ),
+    "watchPrefixes": _key_filters("watchPrefixes", suffix=False),
+    "watchSuffixes": _key_filters("watchSuffixes", suffix=True),
+    "notificationPrefix": _one_key_filter("notificationPrefix", suffix=False),
+    "notificationSuffix": _one_key_filter("notificationSuffix", suffix=True),
     "batchSize": _int("batchSize", 1, 10_000),
     "batchWindowSeconds": _int("batchWindowSeconds", 0, 300),
     "maxReceiveCount": _int("maxReceiveCount", 1, 1000),
@@ -148,6 +245,33 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "alarmEmail": _text("alarmEmail", r"(|[^@\s]+@[^@\s]+\.[^@\s]+)", "an e-mail address (or empty)"),
     "assetsDir": _text("assetsDir", r".*", "a folder"),
 }
+
+
+def _check_images(config: StageConfig) -> None:
+    """The images bucket settings agree: one spelling per filter, bucket-only options only with a bucket."""
+    for new, old in (("watchPrefixes", "notificationPrefix"), ("watchSuffixes", "notificationSuffix")):
+        if getattr(config, new) and getattr(config, old):
+            raise ContextError(
+                f"context {old} and {new} are both set: use {new} only ({old}=X is the same as {new}=X)"
+            )
+    combinations = max(len(config.watched_prefixes), 1) * max(len(config.watched_suffixes), 1)
+    if combinations > MAX_WATCH_FILTERS:
+        raise ContextError(
+            f"context watchPrefixes x watchSuffixes make {combinations} filters (at most {MAX_WATCH_FILTERS}:"
+            " each is two S3 notification entries); watch a common parent prefix instead"
+        )
+    if not config.imagesBucket:
+        if config.imagesBucketKmsKeyArn:
+            raise ContextError(
+                "context imagesBucketKmsKeyArn needs imagesBucket: a bucket the stack creates is encrypted"
+                " with S3-managed keys, which need no grant"
+            )
+        return
+    if config.imagesVersioned:
+        raise ContextError(
+            "context imagesVersioned applies only to a bucket the stack creates: with imagesBucket the"
+            " bucket's versioning is left as it is (drop -c imagesVersioned)"
+        )
 
 
 def from_cdk_json(path: Path | None = None, **overrides: Any) -> StageConfig:
@@ -176,6 +300,7 @@ def from_context(get: Callable[[str], Any], *, check_assets: bool = True) -> Sta
         raise ContextError(f"context codeBits={config.codeBits} must be a multiple of 8")
     if config.throttleBurstLimit < config.throttleRateLimit:
         raise ContextError("context throttleBurstLimit must be at least throttleRateLimit")
+    _check_images(config)
     for part in ("deps", "model", "code") if check_assets else ():
         if not (config.assets / part).is_dir():
             raise ContextError(

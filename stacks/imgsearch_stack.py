@@ -30,6 +30,9 @@ class ImgSearchStack(Stack):
             versioned=config.imagesVersioned,
             retired_grace_days=config.retiredGraceDays,
             index_store=config.indexStore,
+            images_bucket=config.imagesBucket,
+            images_prefixes=config.watched_prefixes,
+            images_kms_key_arn=config.imagesBucketKmsKeyArn,
         )
         assets = Assets(self, "Assets", folder=config.assets, architecture=architecture)
         ingest = Ingest(
@@ -43,8 +46,7 @@ class ImgSearchStack(Stack):
             batch_window_seconds=config.batchWindowSeconds,
             max_receive_count=config.maxReceiveCount,
             code_bits=config.codeBits,
-            prefix=config.notificationPrefix,
-            suffix=config.notificationSuffix,
+            suffixes=config.watched_suffixes,
         )
         query = QueryApi(
             self,
@@ -60,6 +62,7 @@ class ImgSearchStack(Stack):
             burst_limit=config.throttleBurstLimit,
             quota_per_day=config.quotaPerDay,
             cors_origins=config.corsOrigins,
+            watch_suffixes=config.watched_suffixes,
         )
         compaction = Compaction(
             self,
@@ -82,7 +85,15 @@ class ImgSearchStack(Stack):
         )
         self._suppress_notification_handler()
         CfnOutput(
-            self, "ImagesBucketName", value=storage.images.bucket_name, description="upload images here"
+            self,
+            "ImagesBucketName",
+            value=storage.images.bucket_name,
+            description="upload images here"
+            + (
+                " (an existing bucket: the stack neither owns nor deletes it)"
+                if storage.images_imported
+                else ""
+            ),
         )
         if storage.index is not None:
             CfnOutput(self, "IndexBucketName", value=storage.index.bucket_name)

@@ -1,8 +1,13 @@
-"""Ingest: S3 ObjectCreated/ObjectRemoved → SQS (with DLQ) → ingest Lambda → one segment per batch."""
+"""Ingest: S3 ObjectCreated/ObjectRemoved → SQS (with DLQ) → ingest Lambda → one segment per batch.
+
+The notifications cover the watched prefixes × suffixes of the images bucket. On an imported bucket CDK's
+notification custom resource runs unmanaged (`Managed: false`): it adds these entries to the bucket's
+own and, on delete, removes only these.
+"""
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
@@ -24,6 +29,7 @@ from .wiring import (
     compaction_trigger_environment,
     ingest_environment,
     visibility_timeout_seconds,
+    watch_filters,
 )
 
 
@@ -41,8 +47,7 @@ class Ingest(Construct):
         batch_window_seconds: int,
         max_receive_count: int,
         code_bits: int,
-        prefix: str,
-        suffix: str,
+        suffixes: tuple[str, ...] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         self.dead_letters = sqs.Queue(
@@ -67,14 +72,15 @@ class Ingest(Construct):
                 queue=self.dead_letters, max_receive_count=max_receive_count
             ),
         )
-        filters = (
-            [s3.NotificationKeyFilter(prefix=prefix or None, suffix=suffix or None)]
-            if (prefix or suffix)
-            else []
-        )
         destination = s3n.SqsDestination(self.queue)
-        for event_type in NOTIFICATION_EVENTS:
-            storage.images.add_event_notification(s3.EventType[event_type], destination, *filters)
+        for prefix, suffix in watch_filters(storage.images_prefixes, suffixes):
+            filters = (
+                [s3.NotificationKeyFilter(prefix=prefix or None, suffix=suffix or None)]
+                if (prefix or suffix)
+                else []
+            )
+            for event_type in NOTIFICATION_EVENTS:
+                storage.images.add_event_notification(s3.EventType[event_type], destination, *filters)
 
         self.function = python_function(
             self,
@@ -84,7 +90,12 @@ class Ingest(Construct):
             spec=INGEST,
             memory_mb=memory_mb,
             timeout_seconds=timeout_seconds,
-            environment=ingest_environment(index_uri=storage.index_uri, code_bits=code_bits),
+            environment=ingest_environment(
+                index_uri=storage.index_uri,
+                code_bits=code_bits,
+                watch_prefixes=storage.images_prefixes,
+                watch_suffixes=suffixes,
+            ),
             description="imgsearch ingest: S3 notifications → embeddings → one index segment per batch",
         )
         self.function.add_event_source(
@@ -120,19 +131,37 @@ class Ingest(Construct):
 
 
 def grant_image_reads(function: iam.IGrantable, storage: Storage) -> None:
-    """Read images (and learn that one is gone: ListBucket turns a missing key into 404, not 403). Never delete."""
+    """Read the watched images (and learn that one is gone). Never write or delete, on any images bucket.
+
+    ListBucket (on the bucket: S3 checks it unconditioned to answer a missing key with 404, not 403)
+    lets the ingest function skip an object deleted since its event instead of retrying it into the DLQ.
+    """
+    patterns = storage.image_object_patterns()
     function.grant_principal.add_to_principal_policy(
-        iam.PolicyStatement(actions=["s3:GetObject"], resources=[storage.images.arn_for_objects("*")])
+        iam.PolicyStatement(
+            actions=["s3:GetObject"], resources=[storage.images.arn_for_objects(p) for p in patterns]
+        )
     )
     function.grant_principal.add_to_principal_policy(
         iam.PolicyStatement(actions=["s3:ListBucket"], resources=[storage.images.bucket_arn])
     )
+    if storage.images_kms_key_arn:  # SSE-KMS objects: decrypt through S3 only, with this one key
+        function.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["kms:Decrypt"],
+                resources=[storage.images_kms_key_arn],
+                conditions={
+                    "StringEquals": {"kms:ViaService": f"s3.{Stack.of(storage).region}.amazonaws.com"}
+                },
+            )
+        )
     suppress(
         function,  # type: ignore[arg-type]
         {
-            "AwsSolutions-IAM5": "Reads any uploaded image: object keys are chosen by the users who upload them."
+            "AwsSolutions-IAM5": "Reads any image under the watched prefixes (or the whole images bucket when none "
+            "are set): object keys are chosen by the users who upload them."
         },
-        applies_to={"AwsSolutions-IAM5": [f"Resource::<{_logical(storage.images)}.Arn>/*"]},
+        applies_to={"AwsSolutions-IAM5": [storage.nag_images_resource(p) for p in patterns]},
     )
 
 
@@ -168,6 +197,4 @@ def grant_index_access(function: iam.IGrantable, storage: Storage, *, write: boo
 
 
 def _logical(bucket: s3.Bucket) -> str:
-    from aws_cdk import Stack
-
     return Stack.of(bucket).get_logical_id(bucket.node.default_child)  # type: ignore[arg-type]

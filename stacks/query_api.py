@@ -33,6 +33,7 @@ class QueryApi(Construct):
         burst_limit: int,
         quota_per_day: int,
         cors_origins: tuple[str, ...],
+        watch_suffixes: tuple[str, ...] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         self.function = python_function(
@@ -49,6 +50,8 @@ class QueryApi(Construct):
                 default_metric=default_metric,
                 presign_seconds=presign_seconds,
                 cors_origins=cors_origins,
+                watch_prefixes=storage.images_prefixes,
+                watch_suffixes=watch_suffixes,
             ),
             description="imgsearch query: REST API → embed, search segments, presigned URLs",
         )

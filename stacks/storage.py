@@ -1,10 +1,14 @@
-"""Storage: the images bucket (what users upload), the index (S3 bucket or EFS: segments + manifest), access logs."""
+"""Storage: the images bucket (what users upload), the index (S3 bucket or EFS: segments + manifest), access logs.
+
+The images bucket is created here, or (context imagesBucket) an existing bucket is imported: then the
+stack only adds notification entries to it and read grants on the functions' roles, nothing else.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -16,7 +20,11 @@ RETIRED_TAG = ("imgsearch-retired", "true")  # imgsearch.store.RETIRED_TAG: supe
 
 
 class Storage(Construct):
-    """The images bucket, and the index: on S3 (the index bucket) or on EFS (`index_store="efs"`)."""
+    """The images bucket (new, or an existing one imported), and the index: on S3 or on EFS (`index_store="efs"`).
+
+    `images_prefixes` are the key prefixes of the images bucket the stack indexes and may read (() is
+    the whole bucket); `images_kms_key_arn` the customer KMS key an imported bucket encrypts them with.
+    """
 
     def __init__(
         self,
@@ -26,22 +34,26 @@ class Storage(Construct):
         versioned: bool,
         retired_grace_days: int,
         index_store: str = "s3",
+        images_bucket: str = "",
+        images_prefixes: tuple[str, ...] = (),
+        images_kms_key_arn: str = "",
     ) -> None:
         super().__init__(scope, construct_id)
-        self.logs = self._private_bucket(
-            "AccessLogs",
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
-            lifecycle_rules=[s3.LifecycleRule(id="expire-access-logs", expiration=Duration.days(90))],
-        )
-        suppress(
-            self.logs,
-            {"AwsSolutions-S1": "This is the access-log bucket itself; logging it to itself would loop."},
-        )
-        self.images = self._private_bucket(
-            "Images",
-            versioned=versioned,
-            server_access_logs_bucket=self.logs,
-            server_access_logs_prefix="images/",
+        self.logs: s3.Bucket | None = None
+        self.images_imported = bool(images_bucket)
+        self.images_prefixes = images_prefixes
+        self.images_kms_key_arn = images_kms_key_arn
+        # An imported bucket is only referred to: no policy, encryption, versioning, lifecycle or logging
+        # of ours, and CloudFormation never deletes it (it is not a resource of the stack).
+        self.images: s3.IBucket = (
+            s3.Bucket.from_bucket_name(self, "Images", images_bucket)
+            if images_bucket
+            else self._private_bucket(
+                "Images",
+                versioned=versioned,
+                server_access_logs_bucket=self._access_logs(),
+                server_access_logs_prefix="images/",
+            )
         )
         # On EFS there is no index bucket: the core LocalStore moves superseded objects to .retired/
         # and deletes them itself after its grace period, so no lifecycle rule is needed either.
@@ -52,7 +64,7 @@ class Storage(Construct):
             return
         self.index = self._private_bucket(
             "Index",
-            server_access_logs_bucket=self.logs,
+            server_access_logs_bucket=self._access_logs(),
             server_access_logs_prefix="index/",
             lifecycle_rules=[
                 s3.LifecycleRule(
@@ -65,6 +77,31 @@ class Storage(Construct):
                 ),
             ],
         )
+
+    def _access_logs(self) -> s3.Bucket:
+        """The access-log bucket, made when the first bucket of ours that logs needs it."""
+        if self.logs is None:
+            self.logs = self._private_bucket(
+                "AccessLogs",
+                object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+                lifecycle_rules=[s3.LifecycleRule(id="expire-access-logs", expiration=Duration.days(90))],
+            )
+            suppress(
+                self.logs,
+                {"AwsSolutions-S1": "This is the access-log bucket itself; logging it to itself would loop."},
+            )
+        return self.logs
+
+    def image_object_patterns(self) -> list[str]:
+        """The object keys the functions may read, as IAM resource patterns: one per watched prefix."""
+        return [f"{prefix}*" for prefix in self.images_prefixes] or ["*"]
+
+    def nag_images_resource(self, pattern: str) -> str:
+        """How cdk-nag names `images.arn_for_objects(pattern)` in a finding (for a suppression's applies_to)."""
+        if self.images_imported:
+            return f"Resource::arn:<AWS::Partition>:s3:::{self.images.bucket_name}/{pattern}"
+        bucket = self.images.node.default_child
+        return f"Resource::<{Stack.of(self).get_logical_id(bucket)}.Arn>/{pattern}"  # type: ignore[arg-type]
 
     def _private_bucket(self, construct_id: str, **settings: Any) -> s3.Bucket:
         """A bucket with the baseline every bucket here shares: private, encrypted, TLS only, retained."""

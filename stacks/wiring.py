@@ -9,7 +9,7 @@ environments from them.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 # --- storage ----------------------------------------------------------------------------------------
@@ -54,6 +54,16 @@ def notification_filter_rules(prefix: str, suffix: str) -> list[dict[str, str]]:
     return rules
 
 
+def watch_filters(prefixes: Sequence[str], suffixes: Sequence[str]) -> list[tuple[str, str]]:
+    """(prefix, suffix) of each S3 notification filter: every watched prefix with every suffix; ("", "") is all keys."""
+    return [(prefix, suffix) for prefix in prefixes or ("",) for suffix in suffixes or ("",)]
+
+
+def watch_environment(*, prefixes: Sequence[str] = (), suffixes: Sequence[str] = ()) -> dict[str, str]:
+    """Which keys of the images bucket are indexed: comma-separated (context forbids commas in them); empty is all."""
+    return {"WATCH_PREFIXES": ",".join(prefixes), "WATCH_SUFFIXES": ",".join(suffixes)}
+
+
 # --- functions ---------------------------------------------------------------------------------------
 
 MODEL_DIR = "/opt/model"  # where the model layer's model/ folder is mounted in Lambda
@@ -82,8 +92,14 @@ COMMON_ENVIRONMENT: Mapping[str, str] = {
 }
 
 
-def ingest_environment(*, index_uri: str, code_bits: int) -> dict[str, str]:
-    return {"INDEX_URI": index_uri, "CODE_BITS": str(code_bits)}
+def ingest_environment(
+    *, index_uri: str, code_bits: int, watch_prefixes: Sequence[str] = (), watch_suffixes: Sequence[str] = ()
+) -> dict[str, str]:
+    return {
+        "INDEX_URI": index_uri,
+        "CODE_BITS": str(code_bits),
+        **watch_environment(prefixes=watch_prefixes, suffixes=watch_suffixes),
+    }
 
 
 # Compaction on demand: the ingest function invokes the compaction function (asynchronously) once the
@@ -104,10 +120,13 @@ def query_environment(
     default_metric: str,
     presign_seconds: int,
     cors_origins: tuple[str, ...] = (),
+    watch_prefixes: Sequence[str] = (),
+    watch_suffixes: Sequence[str] = (),
 ) -> dict[str, str]:
     return {
         "INDEX_URI": index_uri,
         "IMAGES_BUCKET": images_bucket,
+        **watch_environment(prefixes=watch_prefixes, suffixes=watch_suffixes),
         "DEFAULT_METRIC": default_metric,
         "PRESIGN_SECONDS": str(presign_seconds),
         "CORS_ORIGINS": ",".join(cors_origins),

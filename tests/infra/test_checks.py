@@ -12,6 +12,12 @@ import pytest
 from aws_cdk.assertions import Annotations, Match
 
 ROOT = Path(__file__).resolve().parents[2]
+EXISTING_BUCKET = {
+    "imagesBucket": "example-bucket",
+    "watchPrefixes": "photos/,scans/",
+    "watchSuffixes": ".jpg",
+}
+KMS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 
 
 @pytest.mark.parametrize(
@@ -24,7 +30,11 @@ ROOT = Path(__file__).resolve().parents[2]
             "alarmEmail": "ops@example.com",
             "imagesVersioned": True,
         },
+        {"watchPrefixes": "photos/,scans/", "watchSuffixes": ".jpg"},  # a created bucket, watched in part
+        EXISTING_BUCKET,
+        {**EXISTING_BUCKET, "imagesBucketKmsKeyArn": KMS_KEY, "indexStore": "efs"},
     ],
+    ids=["defaults", "options", "created-watched", "existing", "existing-kms-efs"],
 )
 def test_no_unsuppressed_cdk_nag_findings(synth, context: dict) -> None:
     stack, _ = synth(**context)
@@ -45,8 +55,9 @@ def test_every_suppression_has_a_reason(synth) -> None:
     assert found > 0
 
 
-def test_cfn_lint_finds_no_errors(synth, tmp_path: Path) -> None:
-    _, template = synth()
+@pytest.mark.parametrize("context", [{}, EXISTING_BUCKET], ids=["created", "existing"])
+def test_cfn_lint_finds_no_errors(synth, tmp_path: Path, context: dict) -> None:
+    _, template = synth(**context)
     path = tmp_path / "template.json"
     path.write_text(json.dumps(template.to_json()))
     cfn_lint = Path(sys.executable).parent / "cfn-lint"
@@ -57,7 +68,8 @@ def test_cfn_lint_finds_no_errors(synth, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_cdk_cli_synthesises_offline(stub_assets: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("context", [[], ["-c", "imagesBucket=example-bucket"]], ids=["created", "existing"])
+def test_cdk_cli_synthesises_offline(stub_assets: Path, tmp_path: Path, context: list[str]) -> None:
     cdk = ROOT / "node_modules" / ".bin" / "cdk"
     assert cdk.exists(), "the pinned CDK CLI is missing: run `npm ci` (make setup does)"
     env = {
@@ -76,6 +88,7 @@ def test_cdk_cli_synthesises_offline(stub_assets: Path, tmp_path: Path) -> None:
             str(tmp_path / "out"),
             "-c",
             f"assetsDir={stub_assets}",
+            *context,
         ],
         cwd=ROOT,
         capture_output=True,
@@ -84,4 +97,8 @@ def test_cdk_cli_synthesises_offline(stub_assets: Path, tmp_path: Path) -> None:
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert (tmp_path / "out" / "ImgSearch-dev.template.json").is_file()
+    template = json.loads((tmp_path / "out" / "ImgSearch-dev.template.json").read_text())
+    notifications = [
+        r for r in template["Resources"].values() if r["Type"] == "Custom::S3BucketNotifications"
+    ]
+    assert [n["Properties"]["Managed"] for n in notifications] == [not context]
