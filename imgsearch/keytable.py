@@ -59,6 +59,10 @@ class Strings:
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
+    @property
+    def nbytes(self) -> int:
+        return int(self.blob.nbytes + self.offsets.nbytes)
+
     def __getitem__(self, row: int) -> str:
         start, end = int(self.offsets[row]), int(self.offsets[row + 1])
         return self.blob[start:end].tobytes().decode(*ENCODING)
@@ -119,6 +123,17 @@ class KeyTable:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def column_bytes(self) -> dict[str, int]:
+        """Bytes held by each column (what the query path may read of this table)."""
+        columns = {"ids": self.ids, "orders": self.orders, "sizes": self.sizes, "times": self.times}
+        sizes = {name: int(array.nbytes) for name, array in columns.items()}
+        sizes |= {"bucket_of": int(self.bucket_of.nbytes), "keys": self.keys.nbytes, "etags": self.etags.nbytes}
+        return sizes | {f"extra.{name}": strings.nbytes for name, strings in self.extra.items()}
+
+    @property
+    def nbytes(self) -> int:
+        return sum(self.column_bytes().values())
 
     @classmethod
     def from_refs(cls, refs: Sequence[object]) -> KeyTable:

@@ -14,7 +14,6 @@ import numpy as np
 
 from .errors import BadParameter, KeyNotIndexed
 from .index import ImageIndex
-from .keytable import KeyTable
 from .live import Live, LiveSet
 from .manifest import Manifest
 from .options import MAX_K, METRICS, SearchOptions
@@ -29,6 +28,7 @@ POOL_FRACTION = 1 / 200  # hybrid on an exhaustively searched segment: at least 
 GRAPH_FILTER_FRACTION = 0.05  # a prefix matching at least this share of a graph segment is post-filtered
 HYBRID_GRAPHS = ("floats", "codes")  # what hybrid searches on a segment with an HNSW graph
 PREFIX_CACHE = 8  # prefix masks kept per segment (one byte per row each)
+PREFIX_VIEWS = 2  # vectors of a selective prefix's rows kept per segment (≤ 2 × 5% × 512 B ≈ 51 B a row)
 
 
 @functools.cache
@@ -75,6 +75,7 @@ class Searcher:
         self._cache: dict[str, Segment] = {}
         self.live = LiveSet()
         self._prefixes: dict[str, dict[str, np.ndarray]] = {}  # segment name → prefix → row mask
+        self._views: dict[str, dict[str, tuple[np.ndarray, Segment]]] = {}  # … → (rows, their vectors)
         self._buckets: list[str] = []
         self._etag: str | None = None
         self._checked = 0.0
@@ -107,6 +108,7 @@ class Searcher:
             for name in set(self._cache) - {s.name for s in manifest.segments}:
                 del self._cache[name]
                 self._prefixes.pop(name, None)
+                self._views.pop(name, None)
             known = self.live.names
             if known and [s.name for s in segments[: len(known)]] == known:
                 for segment in segments[len(known) :]:  # appended: pay for what changed
@@ -134,14 +136,16 @@ class Searcher:
         return len(self.live)
 
     def memory_bytes(self) -> int:
-        """Bytes held for the query path (vectors, codes, graphs; key tables not counted)."""
-        total = 0
+        """Bytes the query path reads: vectors, codes, graphs (as stored: a mapped graph allocates
+        nothing itself) and key tables (every column), plus the reader's own per-row state."""
+        total = self.live.ids.nbytes + self.live.where.nbytes
         for live in self.live.segments:
             s = live.segment
-            total += (0 if s.floats is None else s.floats.nbytes) + s.codes.nbytes
+            total += (0 if s.floats is None else s.floats.nbytes) + s.codes.nbytes + live.alive.nbytes
+            total += s.table.nbytes + s.dead.nbytes
             for graph in (s.float_index, s.code_index):
                 if graph is not None:
-                    total += int(graph.memory_usage)
+                    total += int(graph.serialized_length)
         return total
 
     # --- queries ----------------------------------------------------------------------------------
@@ -313,16 +317,12 @@ class Searcher:
                 rows, scores = _only(allowed, *self._rank(segment, floats, codes, stretch, stretch, metric, exact, 0))
                 if ((rows >= 0).sum(axis=1) >= want).all():
                     return rows, scores
-            # A selective filter (or too few hits above): search exactly within the allowed rows.
-            view = Segment(
-                name=segment.name,
-                encoder=segment.encoder,
-                table=KeyTable.empty(),  # rows are mapped back through `subset`: no keys needed
-                floats=segment.vectors(subset),
-                codes=segment.codes[subset],
-            )
-            rows, scores = self._rank(view, floats, codes, want, pool, metric, True, 0)
-            return np.where(rows >= 0, subset[np.maximum(rows, 0)], -1), scores
+            # A selective filter (or too few hits above): search exactly within the prefix's rows (their
+            # vectors kept for the next query), asking for as many more as are dead among them.
+            matching, view = self._prefix_view(segment, prefix)  # type: ignore[arg-type]
+            hidden = len(matching) - len(subset)
+            rows, scores = self._rank(view, floats, codes, want, pool, metric, True, hidden)
+            return _only(allowed, np.where(rows >= 0, matching[np.maximum(rows, 0)], -1), scores)
         return _only(allowed, *self._rank(segment, floats, codes, want, pool, metric, exact, dead))
 
     def _rank(
@@ -362,6 +362,16 @@ class Searcher:
                 masks.pop(next(iter(masks)))
             masks[prefix] = segment.table.keys.startswith(prefix)
         return masks[prefix]
+
+    def _prefix_view(self, segment: Segment, prefix: str) -> tuple[np.ndarray, Segment]:
+        """The rows of a segment under a prefix and a small exhaustive segment of them (last few kept)."""
+        views = self._views.setdefault(segment.name, {})
+        if prefix not in views:
+            if len(views) >= PREFIX_VIEWS:
+                views.pop(next(iter(views)))
+            rows = np.flatnonzero(self._prefix_mask(segment, prefix))
+            views[prefix] = (rows, segment.subset(rows))
+        return views[prefix]
 
     def _locate(self, key: str, bucket: str | None) -> tuple[int, int]:
         if bucket is not None:

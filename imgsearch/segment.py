@@ -193,15 +193,34 @@ class Segment:
 
     def vectors(self, rows: np.ndarray) -> np.ndarray:
         """The float vectors (float32, unit length) of some rows: stored, or recovered from an i8 graph."""
+        rotated = self._rotated(rows)
+        return rotated if self.rotation is None else _unit(rotated @ self.rotation.T)
+
+    def _rotated(self, rows: np.ndarray) -> np.ndarray:
+        """Some rows' vectors as searched (float32, unit length): in the rotated space if there is one."""
         rows = np.asarray(rows, dtype=np.int64)
         if self.floats is not None:
             return self.floats[rows].astype(np.float32)
         assert self.float_index is not None and self.rotation is not None  # floats is None only then
-        if len(rows) == 0:
-            return np.zeros((0, self.rotation.shape[0]), np.float32)
-        found = self.float_index._compiled.get_many(rows.astype(np.uint64), self.float_index.dtype)
-        stored = np.stack([np.asarray(v).view(np.int8) for v in found]).astype(np.float32)
-        return _unit(stored @ self.rotation.T)
+        found = [v for v in self.float_index._compiled.get_many(rows.astype(np.uint64), self.float_index.dtype) if v is not None]
+        if len(found) != len(rows):
+            raise IndexError(f"segment {self.name}: a row asked for is not in its graph")
+        stored = np.frombuffer(b"".join(v.data for v in found), dtype=np.int8).reshape(len(rows), self.rotation.shape[0])
+        return _unit(stored.astype(np.float32))
+
+    def subset(self, rows: np.ndarray) -> Segment:
+        """A small segment of some rows (no keys, no graph), searched exhaustively: for a key-prefix filter.
+
+        An int8 graph's rows stay in its rotated space (queries are rotated instead: far cheaper).
+        """
+        return Segment(
+            name=self.name,
+            encoder=self.encoder,
+            table=KeyTable.empty(),  # rows are mapped back by the caller: no keys needed
+            floats=self._rotated(rows).astype(np.float16),
+            codes=self.codes[rows],
+            rotation=self.rotation,
+        )
 
     # --- searching (rows are positions in this segment) ------------------------------------------
 
@@ -237,10 +256,12 @@ class Segment:
         count = min(count, len(self))
         if count == 0 or len(queries) == 0:
             return np.full((len(queries), count), -1, np.int64), np.zeros((len(queries), count), np.float32)
-        # USearch's exact kernel reads the f16 rows directly (about 5x a numpy product on 50k rows).
+        # A subset of an int8 graph keeps its rows in the rotated space: the query is rotated to match
+        # (self.cosine rotates by itself). USearch's exact kernel reads f16 rows directly (5x numpy).
+        searched = queries if self.rotation is None else queries @ self.rotation
         floats = self._floats()
         kind = np.float16 if floats.dtype == np.float16 else np.float32  # a native dtype (not "<f2")
-        found = exact_search(floats, queries.astype(kind), count, "cos", exact=True)
+        found = exact_search(floats, searched.astype(kind), count, "cos", exact=True)
         rows, _ = _matches(found, count)
         sims = np.full(rows.shape, -np.inf, dtype=np.float32)
         for q in range(len(rows)):
@@ -250,7 +271,9 @@ class Segment:
         return np.take_along_axis(rows, order, axis=1), np.take_along_axis(sims, order, axis=1)
 
     def cosine(self, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
-        return self.vectors(rows) @ query.astype(np.float32)
+        """Float cosines of some rows with one query (unit length), in whichever space the rows are kept."""
+        query = query.astype(np.float32)
+        return self._rotated(rows) @ (query if self.rotation is None else query @ self.rotation)
 
     # --- storage ----------------------------------------------------------------------------------
 

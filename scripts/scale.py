@@ -158,6 +158,26 @@ def exact_float_top10(index: ImageIndex, searcher: Searcher, queries: np.ndarray
     return [[key for _, key in found] for found in best]
 
 
+def bytes_by_part(searcher: Searcher) -> dict[str, float]:
+    """What each byte of the query path is, per live image: graphs, vectors, codes, key-table columns."""
+    parts: dict[str, int] = {"reader (sorted ids, where, alive)": searcher.live.ids.nbytes + searcher.live.where.nbytes}
+    for live in searcher.live.segments:
+        s = live.segment
+        add = {
+            "float graph (int8 vectors + links)" if s.rotation is not None else "float graph (f16)": (
+                0 if s.float_index is None else int(s.float_index.serialized_length)
+            ),
+            "float16 vectors (segments without a graph)": 0 if s.floats is None else s.floats.nbytes,
+            "codes": s.codes.nbytes,
+            "tombstones": s.dead.nbytes,
+            "reader (sorted ids, where, alive)": live.alive.nbytes,
+        }
+        add |= {f"table.{name}": size for name, size in s.table.column_bytes().items()}
+        for name, size in add.items():
+            parts[name] = parts.get(name, 0) + size
+    return {name: round(size / searcher.count, 1) for name, size in parts.items() if size}
+
+
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
@@ -253,6 +273,7 @@ def reader(index: ImageIndex, work: Path, data: Data, queries: np.ndarray, args:
     say("live", live)
     say("cold_load_memory_mapped_seconds", round(load.seconds, 2))
     say("query_path_bytes_per_image_counted", round(searcher.memory_bytes() / live, 1))
+    say("query_path_bytes_per_image_by_part", bytes_by_part(searcher))
     refreshes = []
     for i in range(5):
         index.append(refs(3 * 10**9 + i * 100, 100, "4"), data.chunk(3 * 10**8 + i * 100, 100))
