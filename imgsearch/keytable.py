@@ -224,7 +224,7 @@ class KeyTable:
         names = [n[len(prefix) + 2 :] for n in arrays if n.startswith(f"{prefix}x:") and not n.endswith(":offsets")]
         return cls(
             ids=np.asarray(arrays[f"{prefix}ids"], dtype=np.uint64),
-            orders=np.asarray(arrays[f"{prefix}orders"]).astype(ORDER_DTYPE),
+            orders=np.asarray(arrays[f"{prefix}orders"]).astype(ORDER_DTYPE, copy=False),  # a view when stored so
             sizes=np.asarray(arrays[f"{prefix}sizes"], dtype=np.int64),
             times=np.asarray(arrays[f"{prefix}times"], dtype=np.float64),
             bucket_of=np.asarray(arrays[f"{prefix}bucket_of"], dtype=np.uint32),

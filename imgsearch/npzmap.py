@@ -1,5 +1,8 @@
 """The arrays of an uncompressed .npz file as views over one read-only memory map (no copy, no parse).
 
+The same works over the bytes of a file read whole (from S3): the arrays are views into those bytes,
+so a segment costs its size once, not once for the download and again for each array copied out.
+
 `np.savez` stores each member uncompressed, so every array's bytes lie contiguous in the file: a
 reader maps the file and points arrays at those bytes. Pages are read from disk when first touched
 and can be dropped again by the kernel, so a large segment costs little resident memory until it is
@@ -23,11 +26,18 @@ LOCAL_HEADER = struct.Struct("<4s5H3I2H")  # a zip local file header (30 bytes)
 class MappedNpz:
     """name → array view of a .npz file; `buffer(name)` gives a member's raw bytes (e.g. a graph)."""
 
-    def __init__(self, path: Path | str) -> None:
-        with open(path, "rb") as handle:
-            self.map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    def __init__(self, source: Path | str | bytes) -> None:
+        self.map: mmap.mmap | bytes
+        path: Path | str
+        if isinstance(source, bytes):
+            self.map, path = source, "<bytes>"
+            archive_source: Path | str | io.BytesIO = io.BytesIO(source)  # shares the bytes (no copy)
+        else:
+            with open(source, "rb") as handle:
+                self.map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+            path = archive_source = source
         self.spans: dict[str, tuple[int, int]] = {}  # member → (offset of its .npy bytes, length)
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(archive_source) as archive:
             for info in archive.infolist():
                 if info.compress_type != zipfile.ZIP_STORED:
                     raise ValueError(f"{path}: member {info.filename} is compressed; it cannot be mapped")

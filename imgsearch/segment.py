@@ -300,8 +300,15 @@ class Segment:
 
     @classmethod
     def from_bytes(cls, data: bytes, *, expansion_search: int | None = None) -> Segment:
-        with np.load(io.BytesIO(data)) as npz:
-            return cls.from_arrays(npz, expansion_search=expansion_search, graphs=lambda name: npz[name].tobytes())
+        """A segment from the bytes of its query object (read whole): arrays and graphs are views into them."""
+        try:
+            view = MappedNpz(data)
+        except ValueError:  # a compressed member (not written by this package): read it the slow way
+            with np.load(io.BytesIO(data)) as npz:
+                return cls.from_arrays(npz, expansion_search=expansion_search, graphs=lambda n: npz[n].tobytes())
+        segment = cls.from_arrays(view, expansion_search=expansion_search, graphs=view.buffer, view=True)
+        segment.mapped = view  # the arrays and graphs point into these bytes: keep them
+        return segment
 
     @classmethod
     def from_file(cls, path: Path, *, expansion_search: int | None = None) -> Segment:

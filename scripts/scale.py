@@ -297,7 +297,8 @@ def reader(index: ImageIndex, work: Path, data: Data, queries: np.ndarray, args:
         t = time.perf_counter()
         searcher.search(q[None, :], k=10, metric="hybrid", prefix="p07/")
         timings["hybrid_prefix"].append((time.perf_counter() - t) * 1000)
-    say("query_path_bytes_per_image_rss_mapped_after_queries", round(peak_mb_since(load.before) * 2**20 / live, 1))
+    say("query_path_bytes_per_image_rss_mapped_after_queries_peak", round(peak_mb_since(load.before) * 2**20 / live, 1))
+    say("query_path_bytes_per_image_rss_mapped_after_queries_now", round((status_kb("VmRSS") - load.before) * 1024 / live, 1))
     for name, values in timings.items():
         say(f"search_{name}_ms_p50_p99", f"{percentile(values, 50):.2f} / {percentile(values, 99):.2f}")
     sample = queries[: min(200, len(queries))]

@@ -110,3 +110,28 @@ def test_more_like_this_and_a_prefix_filter_work_on_an_int8_graph_index(
     filtered = searcher.search(raw[8], k=20, metric=metric, prefix="a/")[0]
     assert len(filtered) == 20 and all(h.key.startswith("a/") for h in filtered)
     assert filtered[0].key == "a/0008.jpg"
+
+
+def test_a_segment_read_whole_is_views_into_its_bytes_not_copies() -> None:
+    built, floats = segment()
+    data = built.to_bytes()
+    loaded = Segment.from_bytes(data)
+    assert not loaded.codes.flags.owndata and not loaded.table.ids.flags.owndata  # views, not copies
+    assert np.shares_memory(np.frombuffer(data, np.uint8), loaded.codes)
+    rows, _ = loaded.search_floats(floats[:3], 5)
+    assert (rows[:, 0] == np.arange(3)).all()
+
+
+def test_a_compressed_query_object_is_still_read(tmp_path: Path) -> None:
+    import io
+    import zipfile
+
+    built, floats = segment("f16")
+    plain = zipfile.ZipFile(io.BytesIO(built.to_bytes()))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as packed:
+        for name in plain.namelist():
+            packed.writestr(name, plain.read(name))
+    loaded = Segment.from_bytes(out.getvalue())
+    rows, _ = loaded.search_floats(floats[:3], 5)
+    assert (rows[:, 0] == np.arange(3)).all() and loaded.refs == built.refs
