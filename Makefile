@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20,22
 
-.PHONY: setup test lint bench clean layers synth local reliability scale
+.PHONY: setup test lint bench clean layers synth local reliability scale backfill-bench
 
 setup:  ## virtual environment, the package with its pinned dependencies, and the ONNX model
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -38,6 +38,9 @@ reliability:  ## the reliability suite at full size: kills, load + restart, host
 
 scale:  ## the scale benchmark at 1,000,000 images (CIFAR-10 embeddings + perturbed copies; ~30 min, ~10 GB RAM)
 	$(BIN)/python scripts/scale.py --size $(or $(SIZE),1000000) --out bench-out
+
+backfill-bench:  ## backfill 5,000 objects on the local stack, SIGKILLed and resumed (docs/DEPLOY.md; ~2 min)
+	$(BIN)/python scripts/backfill_bench.py --objects $(or $(OBJECTS),5000) --kills 3
 
 layers:  ## Lambda layers + function code for arm64 and x86_64 in layers/build/ (pip --platform, no Docker)
 	$(BIN)/python layers/build.py --sizes

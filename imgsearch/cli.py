@@ -30,7 +30,7 @@ EndpointOpt = Annotated[
 ModelOpt = Annotated[
     Path | None,
     typer.Option(
-        "--model-dir", help="Folder with model.json + ONNX file [default: $IMGSEARCH_MODEL_DIR or cache]."
+        "--model-dir", help="Folder with model.json + ONNX file (default: $IMGSEARCH_MODEL_DIR or the cache)."
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -40,6 +40,15 @@ ThreadsOpt = Annotated[int, typer.Option("--threads", help="CPU threads for the 
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
+
+
+def _aws_failure(error: Exception, *, action: str, target: str) -> typer.Exit | None:
+    """An AWS SDK error (an index or source on S3) as a message saying what to do; None for other errors."""
+    if not type(error).__module__.startswith("botocore"):
+        return None
+    from .bucket import explain
+
+    return _fail(str(explain(error, action=action, target=target)))
 
 
 def _open(index: str, endpoint_url: str | None) -> ImageIndex:
@@ -71,7 +80,9 @@ def build_model_cmd(
 
 @app.command("index")
 def index_cmd(
-    sources: Annotated[list[Path], typer.Argument(help="Folders (searched recursively) or files.")],
+    sources: Annotated[
+        list[str], typer.Argument(help="Folders (searched recursively), files, or s3://BUCKET/PREFIX (the prefix may be empty).")
+    ],
     index: IndexOpt,
     endpoint_url: EndpointOpt = None,
     model_dir: ModelOpt = None,
@@ -80,20 +91,49 @@ def index_cmd(
     compact: Annotated[
         bool, typer.Option("--compact/--no-compact", help="Compact (and fit) afterwards.")
     ] = True,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune",
+            help="Also drop entries whose file or object is gone: under each s3:// prefix, and every "
+            "local entry not found in the folders given.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Index every image under each SOURCE; the key is the path relative to SOURCE."""
+    """Index every image under each SOURCE; the key is the path relative to SOURCE (or the S3 key).
+
+    Objects of an s3:// source are recorded with their real bucket (a deployed API presigns working URLs for them); objects already indexed at the same ETag are skipped.
+    """
+    from .bucket import S3Source, check_bucket, client, is_s3
     from .embed import Embedder
-    from .ingest import index_files, scan
+    from .ingest import index_sources, scan
 
     try:
-        files = scan(sources)
+        objects = [S3Source.parse(s) for s in sources if is_s3(s)]
+        folders = [Path(s) for s in sources if not is_s3(s)]
+        files = scan(folders) if folders else None
+        s3 = client("s3", endpoint_url=endpoint_url) if objects else None
+        for source in objects:
+            check_bucket(s3, source)
         embedder = Embedder.load(model_dir, threads=threads or None, batch_size=batch_size)
         target = _open(index, endpoint_url)
-        with tqdm(total=len(files), unit="img", disable=as_json or None, file=sys.stderr) as bar:
-            report = index_files(target, embedder, files, progress=bar.update, compact=compact)
+        total = len(files) if files is not None and not objects else None
+        with tqdm(total=total, unit="img", disable=as_json or None, file=sys.stderr) as bar:
+            report = index_sources(
+                target,
+                embedder,
+                files=files,
+                objects=objects,
+                s3=s3,
+                progress=bar.update,
+                compact=compact,
+                prune=prune,
+            )
     except (ImgSearchError, FileNotFoundError) as error:
         raise _fail(str(error)) from None
+    except Exception as error:
+        raise (_aws_failure(error, action="use", target=index) or error) from None
     for path, reason in report.skipped:
         typer.echo(f"skipped {path}: {reason}", err=True)
     summary = {
@@ -104,13 +144,177 @@ def index_cmd(
         "compacted": report.compacted,
         "fitted": report.fitted,
     }
-    typer.echo(
-        json.dumps(summary)
-        if as_json
-        else f"indexed {report.indexed}, unchanged {report.unchanged}, skipped {len(report.skipped)}"
-    )
-    if report.indexed == 0 and report.unchanged == 0:
+    if objects:
+        summary.update(listed=report.listed, rejected=report.rejected, changed=report.changed)
+    if prune:
+        summary["pruned"] = report.pruned
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        line = f"indexed {report.indexed}, unchanged {report.unchanged}, skipped {len(report.skipped)}"
+        if objects and report.changed:
+            line += f", changed while listed {report.changed} (the next run takes them)"
+        if prune:
+            line += f", pruned {report.pruned}"
+        typer.echo(line)
+    if report.indexed == 0 and report.unchanged == 0 and report.pruned == 0 and not report.rejected:
         raise _fail("nothing could be indexed", code=1)
+
+
+@app.command("delete")
+def delete_cmd(
+    keys: Annotated[list[str], typer.Argument(help="Keys of indexed images (as search results show them).")],
+    index: IndexOpt,
+    bucket: Annotated[
+        str | None,
+        typer.Option("--bucket", help='Bucket of the keys ("local" for folders; default: the one bucket holding each key).'),
+    ] = None,
+    endpoint_url: EndpointOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Drop KEYs from the index (tombstones; compaction reclaims the space). Exit 1 if any was not indexed.
+
+    The files or objects themselves are not touched. An S3 object still in its bucket comes back with its next upload, or with the next `index`/`backfill` run if it was indexed by one.
+    """
+    from .ingest import delete_keys
+
+    try:
+        report = delete_keys(_open(index, endpoint_url), keys, bucket=bucket)
+    except ImgSearchError as error:
+        raise _fail(str(error)) from None
+    except Exception as error:
+        raise (_aws_failure(error, action="use", target=index) or error) from None
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "deleted": [{"bucket": r.bucket, "key": r.key} for r in report.deleted],
+                    "missing": report.missing,
+                    "ambiguous": report.ambiguous,
+                }
+            )
+        )
+    else:
+        for ref in report.deleted:
+            typer.echo(f"deleted {ref.bucket}/{ref.key}")
+        for key in report.missing:
+            where = f" in bucket {bucket!r}" if bucket else ""
+            typer.echo(f"error: {key}: not in the index{where} (check the key: it is case-sensitive)", err=True)
+        for key, buckets in report.ambiguous.items():
+            typer.echo(f"error: {key}: in several buckets ({', '.join(buckets)}); pass --bucket", err=True)
+    if report.missing or report.ambiguous:
+        raise typer.Exit(1)
+
+
+@app.command("backfill")
+def backfill_cmd(
+    source: Annotated[
+        str | None,
+        typer.Argument(help="s3://BUCKET or s3://BUCKET/PREFIX (default: the stack's ImagesBucketName)."),
+    ] = None,
+    queue_url: Annotated[
+        str | None, typer.Option("--queue-url", help="The ingest queue (the stack's IngestQueueUrl output).")
+    ] = None,
+    stack: Annotated[
+        str | None,
+        typer.Option("--stack", help="Read the queue URL, bucket (and IndexUri if output) from this deployed stack."),
+    ] = None,
+    index: Annotated[
+        str | None,
+        typer.Option("--index", help="The deployed index (s3://…): objects it holds at the same ETag are skipped."),
+    ] = None,
+    prefixes: Annotated[
+        list[str] | None, typer.Option("--prefix", help="Only keys under this prefix (repeatable; default: the whole bucket).")
+    ] = None,
+    endpoint_url: Annotated[
+        str | None, typer.Option("--endpoint-url", help="S3, SQS and CloudFormation endpoint (moto, the local stack).")
+    ] = None,
+    rate: Annotated[float, typer.Option("--rate", help="At most this many objects queued a second (0: no limit).")] = 500.0,
+    max_queued: Annotated[
+        int, typer.Option("--max-queued", help="Pause while the queue holds this many messages (0: never pause).")
+    ] = 2000,
+    records_per_message: Annotated[
+        int, typer.Option("--records-per-message", help="S3 event records per SQS message (1 to 100).")
+    ] = 10,
+    state: Annotated[
+        Path | None, typer.Option("--state", help="Checkpoint file (default: one per bucket + prefixes + queue, in ~/.cache/imgsearch/backfill).")
+    ] = None,
+    restart: Annotated[bool, typer.Option("--restart", help="Forget the checkpoint: list from the start.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="After queueing, wait until the queue is empty.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Index the objects already in a bucket through the ingest queue, as if each had just been uploaded.
+
+    Lists the bucket a page at a time, skips objects the index holds at the same ETag, and sends S3 event messages to the ingest queue (bounded by --rate and --max-queued). Stop it at any time: the same command resumes where it stopped, without duplicates or gaps.
+    """
+    from .backfill import Checkpoint, Plan, Queue, backfill, default_state_path, queue_region, stack_outputs
+    from .bucket import S3Source, check_bucket, client
+    from .known import Known
+
+    target = index or "the queue"
+    path: Path | None = state
+    try:
+        outputs = stack_outputs(client("cloudformation", endpoint_url=endpoint_url), stack) if stack else {}
+        queue_url = queue_url or outputs.get("IngestQueueUrl")
+        source = source or (f"s3://{outputs['ImagesBucketName']}" if "ImagesBucketName" in outputs else None)
+        index = index or outputs.get("IndexUri")
+        if not queue_url or not source:
+            raise _fail("name the bucket (s3://BUCKET) and --queue-url, or pass --stack NAME to read both")
+        where = S3Source.parse(source)
+        plan = Plan(
+            bucket=where.bucket,
+            prefixes=tuple([where.prefix] if where.prefix else []) + tuple(prefixes or []),
+            queue_url=queue_url,
+            rate=rate,
+            max_queued=max_queued,
+            records_per_message=records_per_message,
+        )
+        s3 = client("s3", endpoint_url=endpoint_url)
+        region = None if endpoint_url else queue_region(queue_url)
+        queue = Queue(client("sqs", endpoint_url=endpoint_url, region=region), queue_url)
+        for warning in queue.check():
+            typer.echo(f"warning: {warning}", err=True)
+        for prefix_source in plan.sources:
+            check_bucket(s3, prefix_source)
+        target = index or target
+        known = Known.load(_open(index, endpoint_url)) if index else None
+        if known is None:
+            typer.echo("note: no --index: every object is queued (pass --index to skip the indexed ones)", err=True)
+        path = state or default_state_path(plan)
+        checkpoint = Checkpoint.open(path, plan, restart=restart)
+        if checkpoint.finished and not wait:
+            typer.echo(f"backfill already complete (state {path}); pass --restart to list again", err=True)
+        elif checkpoint.started:
+            typer.echo(f"resuming from {path}", err=True)
+        with tqdm(unit="obj", disable=as_json or None, file=sys.stderr, desc="listed") as bar:
+
+            def show(p: object) -> None:
+                from .backfill import Progress
+
+                assert isinstance(p, Progress)
+                bar.update(p.listed - bar.n)
+                bar.set_postfix(
+                    skipped=p.skipped, queued=p.queued, in_queue=p.in_queue, indexed=p.indexed, rejected=p.rejected
+                )
+
+            progress = backfill(
+                s3=s3, queue=queue, plan=plan, checkpoint=checkpoint, known=known, report=show, wait=wait
+            )
+    except KeyboardInterrupt:
+        typer.echo(f"stopped: run the same command to resume (state {path})", err=True)
+        raise typer.Exit(130) from None
+    except ImgSearchError as error:
+        raise _fail(str(error)) from None
+    except Exception as error:
+        raise (_aws_failure(error, action="use", target=target) or error) from None
+    facts = {"state": str(path), **progress.as_dict()}
+    if as_json:
+        typer.echo(json.dumps(facts))
+    else:
+        typer.echo(
+            f"listed {progress.listed}, skipped {progress.skipped} (already indexed), queued {progress.queued} "
+            f"in {progress.messages} messages; index: +{progress.indexed} live, +{progress.rejected} rejected"
+        )
 
 
 @app.command("search")
@@ -281,7 +485,7 @@ def local_up_cmd(
     api_port: Annotated[int, typer.Option("--api-port", help="Port of the API and the search page.")] = 8080,
     bucket: Annotated[str, typer.Option("--bucket", help="Name of the images bucket.")] = "images",
     api_key: Annotated[
-        str | None, typer.Option("--api-key", help="API key to require [default: a new one, printed].")
+        str | None, typer.Option("--api-key", help="API key to require (default: a new one, printed).")
     ] = None,
     seed: Annotated[
         Path | None, typer.Option("--seed", help="Upload every file under this folder at start.")
@@ -289,7 +493,7 @@ def local_up_cmd(
     data: Annotated[
         Path | None,
         typer.Option(
-            "--data", help="Keep the images and the index in this folder between runs [default: memory]."
+            "--data", help="Keep the images and the index in this folder between runs (default: in memory only)."
         ),
     ] = None,
     compact_every: Annotated[
@@ -298,6 +502,18 @@ def local_up_cmd(
     log_level: Annotated[
         str, typer.Option("--log-level", help="Handlers' log level (Powertools): DEBUG, INFO, WARNING.")
     ] = "WARNING",
+    existing: Annotated[
+        Path | None,
+        typer.Option(
+            "--existing",
+            help="Put every file under this folder into the bucket before notifications exist, as objects "
+            "that were there before deployment (not indexed until a backfill).",
+        ),
+    ] = None,
+    backfill: Annotated[
+        bool,
+        typer.Option("--backfill", help="Backfill the bucket through the ingest queue once the stack runs."),
+    ] = False,
 ) -> None:
     """Start moto's S3 + SQS on 127.0.0.1 wired like the AWS stack, run the handlers, serve the API and page."""
     from .local.stack import LocalStack, LocalStackError, Options
@@ -311,6 +527,8 @@ def local_up_cmd(
         data=data,
         compact_every=compact_every,
         log_level=log_level,
+        existing=existing,
+        backfill=backfill,
     )
     try:
         LocalStack(options).run()

@@ -1,8 +1,9 @@
 """`imgsearch local up`: moto (S3 + SQS) on 127.0.0.1, wired like the CDK stack, with the real handlers.
 
-Order: moto → buckets, queues (dead-letter queue, redrive) → restored images (--data) → bucket
-notification → handlers imported with each function's environment → ingest and compaction workers →
-seed upload → local API. GET /health answers once all of that is done.
+Order: moto → buckets, queues (dead-letter queue, redrive) → restored images (--data) and objects
+already in the bucket (--existing) → bucket notification → handlers imported with each function's environment → ingest and compaction workers →
+seed upload → backfill started (--backfill, in the background) → local API. GET /health answers once
+all of that is done (the backfill may still be running).
 
 Names come from stacks/wiring.py and the stage settings from cdk.json (stacks/config.py), the same
 sources the CDK app reads. With --data DIR the index lives in DIR/index (a local directory index) and
@@ -49,6 +50,8 @@ class Options:
     data: Path | None = None
     compact_every: float = 60.0
     log_level: str = "WARNING"
+    existing: Path | None = None  # objects already in the bucket before deployment (no notifications)
+    backfill: bool = False  # backfill the bucket through the ingest queue once everything runs
 
 
 def repo_root() -> Path:
@@ -183,6 +186,8 @@ class LocalStack:
             )
         if o.seed is not None and not o.seed.is_dir():
             raise LocalStackError(f"--seed {o.seed} is not a folder")
+        if o.existing is not None and not o.existing.is_dir():
+            raise LocalStackError(f"--existing {o.existing} is not a folder")
         for name, port in (("--s3-port", o.s3_port), ("--api-port", o.api_port)):
             if not port_free(port):
                 raise LocalStackError(f"{name} {port}: the port is in use on {HOST}; pick another one")
@@ -245,6 +250,8 @@ class LocalStack:
         restored: dict[str, str] = {}
         if data is not None:
             restored = self._restore(data / "images")
+        if o.existing is not None:
+            self._put_existing(o.existing)
 
         queue_config: dict[str, Any] = {
             "QueueArn": queue_arn,
@@ -309,6 +316,8 @@ class LocalStack:
             self._reconcile(restored)
         if o.seed is not None:
             self._seed(o.seed)
+        if o.backfill:
+            threading.Thread(target=self._backfill, name="backfill", daemon=True).start()
 
         from .api import LocalApi
 
@@ -464,6 +473,62 @@ class LocalStack:
                 self.out(f"warning: {key!r} cannot be mirrored under {folder}; it will not survive a restart")
                 continue
             self._write_mirror(self.options.bucket, key, path)
+
+    # --- an existing bucket and its backfill ----------------------------------------------------------
+
+    def _put_existing(self, folder: Path) -> None:
+        """Objects that were in the bucket before the stack: put before the notification exists (no events)."""
+        from ..ingest import scan
+
+        files = scan([folder])
+        for file in files:
+            self.s3.put_object(
+                Bucket=self.options.bucket,
+                Key=file.key,
+                Body=file.path.read_bytes(),
+                ContentType=content_type(file.key),
+            )
+        self.out(
+            f"existing: {len(files)} object(s) from {folder} put into s3://{self.options.bucket}/ without "
+            "notifications (not indexed until a backfill)"
+        )
+
+    def _backfill(self) -> None:
+        """`imgsearch backfill` of the whole bucket through the local ingest queue (progress every 5 s)."""
+        import tempfile
+
+        from ..backfill import Checkpoint, Plan, Progress, Queue, backfill
+        from ..index import ImageIndex
+        from ..known import Known
+
+        plan = Plan(bucket=self.options.bucket, queue_url=self.queue_url, rate=0, max_queued=100)
+        with tempfile.TemporaryDirectory(prefix="imgsearch-backfill-") as folder:
+            checkpoint = Checkpoint.open(Path(folder) / "state.json", plan, restart=True)
+
+            def show(p: Progress) -> None:
+                self.out(
+                    f"backfill: listed {p.listed}, skipped {p.skipped}, queued {p.queued}, "
+                    f"indexed +{p.indexed}, rejected +{p.rejected}, in queue {p.in_queue}"
+                )
+
+            try:
+                known = Known.load(ImageIndex.open(self.index_uri))
+                done = backfill(
+                    s3=self.s3,
+                    queue=Queue(self.sqs, self.queue_url),
+                    plan=plan,
+                    checkpoint=checkpoint,
+                    known=known,
+                    report=show,
+                    report_every=5.0,
+                    wait=True,
+                )
+            except Exception as error:  # e.g. stopped meanwhile: the endpoint is gone
+                if not self.stopping.is_set():
+                    self.out(f"backfill failed: {error}")
+                return
+        show(done)
+        self.out("backfill: done")
 
     # --- seed and banner ----------------------------------------------------------------------------
 
