@@ -49,6 +49,7 @@ class StageConfig:
     batchSize: int = 10
     batchWindowSeconds: int = 5
     maxReceiveCount: int = 5
+    ingestMaxConcurrency: int = 10  # SQS event source maxConcurrency: ingest functions at once (2..1000)
     imagesVersioned: bool = False
     retiredGraceDays: int = 1
     compactSchedule: str = "rate(15 minutes)"
@@ -236,6 +237,7 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "batchSize": _int("batchSize", 1, 10_000),
     "batchWindowSeconds": _int("batchWindowSeconds", 0, 300),
     "maxReceiveCount": _int("maxReceiveCount", 1, 1000),
+    "ingestMaxConcurrency": _int("ingestMaxConcurrency", 2, 1000),
     "imagesVersioned": _bool("imagesVersioned"),
     "retiredGraceDays": _int("retiredGraceDays", 1, 3650),
     "compactSchedule": _text(

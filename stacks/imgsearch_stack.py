@@ -45,6 +45,7 @@ class ImgSearchStack(Stack):
             batch_size=config.batchSize,
             batch_window_seconds=config.batchWindowSeconds,
             max_receive_count=config.maxReceiveCount,
+            max_concurrency=config.ingestMaxConcurrency,
             code_bits=config.codeBits,
             suffixes=config.watched_suffixes,
         )
@@ -97,6 +98,9 @@ class ImgSearchStack(Stack):
         )
         if storage.index is not None:
             CfnOutput(self, "IndexBucketName", value=storage.index.bucket_name)
+            CfnOutput(
+                self, "IndexUri", value=storage.index_uri, description="the index, for imgsearch --index / backfill --stack"
+            )
         if storage.file_system is not None:
             CfnOutput(
                 self,

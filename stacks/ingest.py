@@ -46,6 +46,7 @@ class Ingest(Construct):
         batch_size: int,
         batch_window_seconds: int,
         max_receive_count: int,
+        max_concurrency: int = 10,
         code_bits: int,
         suffixes: tuple[str, ...] = (),
     ) -> None:
@@ -104,6 +105,8 @@ class Ingest(Construct):
                 batch_size=batch_size,
                 max_batching_window=Duration.seconds(batch_window_seconds) if batch_window_seconds else None,
                 report_batch_item_failures=REPORT_BATCH_ITEM_FAILURES,
+                # the bound on functions a backlog (a backfill) runs at once, and so on manifest CAS rate
+                max_concurrency=max_concurrency,
             )
         )
         grant_image_reads(self.function, storage)

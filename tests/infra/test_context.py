@@ -39,6 +39,7 @@ def test_defaults_are_valid(tmp_path: Path) -> None:
         ({"presignSeconds": "soon"}, "presignSeconds='soon' is not a whole number"),
         ({"batchSize": 50, "batchWindowSeconds": 0}, "batchSize=50 needs batchWindowSeconds >= 1"),
         ({"maxReceiveCount": 0}, "maxReceiveCount=0 is out of range"),
+        ({"ingestMaxConcurrency": 1}, "ingestMaxConcurrency=1 is out of range"),
         ({"corsOrigins": ["example.com"]}, "corsOrigins has 'example.com'"),
         ({"compactSchedule": "every hour"}, "compactSchedule='every hour' must be an EventBridge expression"),
         ({"imagesVersioned": "maybe"}, "imagesVersioned='maybe' must be true or false"),

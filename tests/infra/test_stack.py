@@ -136,6 +136,13 @@ def test_ingest_event_source_reports_batch_item_failures_with_batching_from_cont
     )
 
 
+def test_ingest_concurrency_is_bounded_by_context(synth) -> None:
+    _, template = synth()
+    template.has_resource_properties("AWS::Lambda::EventSourceMapping", {"ScalingConfig": {"MaximumConcurrency": 10}})
+    _, template = synth(ingestMaxConcurrency=40)
+    template.has_resource_properties("AWS::Lambda::EventSourceMapping", {"ScalingConfig": {"MaximumConcurrency": 40}})
+
+
 def test_functions_run_python312_on_the_chosen_architecture_with_layers(synth) -> None:
     for arch in ("arm64", "x86_64"):
         _, template = synth(architecture=arch)
@@ -373,6 +380,7 @@ def test_outputs_name_the_bucket_api_url_and_key_id(template: Template) -> None:
         "ApiKeyId",
         "IngestQueueUrl",
         "DeadLetterQueueUrl",
+        "IndexUri",
     } <= set(outputs)
 
 
