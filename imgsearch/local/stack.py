@@ -253,19 +253,25 @@ class LocalStack:
         if o.existing is not None:
             self._put_existing(o.existing)
 
-        queue_config: dict[str, Any] = {
-            "QueueArn": queue_arn,
-            "Events": list(wiring.NOTIFICATION_EVENTS.values()),
-        }
-        rules = wiring.notification_filter_rules(config.notificationPrefix, config.notificationSuffix)
-        if rules:
-            queue_config["Filter"] = {"Key": {"FilterRules": rules}}
+        # One notification per watched prefix × suffix, as the CDK stack makes (stacks/ingest.py).
+        queue_configs: list[dict[str, Any]] = []
+        for prefix, suffix in wiring.watch_filters(config.watched_prefixes, config.watched_suffixes):
+            queue_config: dict[str, Any] = {"QueueArn": queue_arn, "Events": list(wiring.NOTIFICATION_EVENTS.values())}
+            rules = wiring.notification_filter_rules(prefix, suffix)
+            if rules:
+                queue_config["Filter"] = {"Key": {"FilterRules": rules}}
+            queue_configs.append(queue_config)
         s3.put_bucket_notification_configuration(
-            Bucket=o.bucket, NotificationConfiguration={"QueueConfigurations": [queue_config]}
+            Bucket=o.bucket, NotificationConfiguration={"QueueConfigurations": queue_configs}
         )
 
         environments = {
-            wiring.INGEST: wiring.ingest_environment(index_uri=self.index_uri, code_bits=config.codeBits),
+            wiring.INGEST: wiring.ingest_environment(
+                index_uri=self.index_uri,
+                code_bits=config.codeBits,
+                watch_prefixes=config.watched_prefixes,
+                watch_suffixes=config.watched_suffixes,
+            ),
             wiring.QUERY: wiring.query_environment(
                 index_uri=self.index_uri,
                 images_bucket=o.bucket,
