@@ -17,6 +17,7 @@ from .index import ImageIndex
 from .live import Live, LiveSet
 from .manifest import Manifest
 from .options import MAX_K, METRICS, SearchOptions
+from .pooled import Pooled, pool, poolable
 from .segment import ObjectRef, Rejection, Segment, object_id, table_refs
 
 __all__ = ["MAX_K", "METRICS", "Hit", "Searcher"]  # MAX_K and METRICS live in options.py
@@ -64,6 +65,7 @@ class Searcher:
         expansion_search: int = EXPANSION_SEARCH,
         oversample: int = OVERSAMPLE,
         hybrid_graph: str = "floats",
+        pooling: bool = True,
     ) -> None:
         if hybrid_graph not in HYBRID_GRAPHS:
             raise BadParameter(f"hybrid_graph {hybrid_graph!r} is not one of {', '.join(HYBRID_GRAPHS)}")
@@ -72,6 +74,8 @@ class Searcher:
         self.refresh_seconds = refresh_seconds
         self.expansion_search = expansion_search
         self.oversample = oversample
+        self.pooling = pooling  # small exhaustive segments searched as one (pooled.py)
+        self._pooled: dict[str, Pooled] = {}  # encoder version → the pool of its small segments
         self._cache: dict[str, Segment] = {}
         self.live = LiveSet()
         self._prefixes: dict[str, dict[str, np.ndarray]] = {}  # segment name → prefix → row mask
@@ -244,7 +248,9 @@ class Searcher:
         for version in {live.segment.encoder for _, live in todo}:
             encode(version)  # once per encoder version, before any thread asks for it
 
-        def one(item: tuple[int, Live]) -> tuple[int, np.ndarray, np.ndarray] | None:
+        Found = tuple[np.ndarray, np.ndarray, np.ndarray] | None  # positions, rows, scores (queries × hits)
+
+        def one(item: tuple[int, Live]) -> Found:
             pos, live = item
             segment = live.segment
             floats, codes = encode(segment.encoder)
@@ -256,21 +262,43 @@ class Searcher:
             rows, scores = self._segment_search(
                 segment, allowed, live.dead, floats, codes, want, pool, metric, exact, prefix
             )
-            return pos, rows, scores
+            return np.full(rows.shape, pos), rows, scores
 
+        def pooled(group: Pooled) -> Found:
+            lives = [self.live.segments[pos] for pos, _ in group.members]
+            floats, codes = encode(group.segment.encoder)
+            allowed = np.concatenate([live.alive for live in lives])
+            if prefix:
+                allowed &= np.concatenate([self._prefix_mask(s, prefix) for _, s in group.members])
+                if not allowed.any():
+                    return None
+            # as many Hamming candidates in all as the members would each have taken (hybrid)
+            members_pool = sum(max(pool, int(np.ceil(len(s) * POOL_FRACTION))) for _, s in group.members)
+            dead = sum(live.dead for live in lives)
+            rows, scores = self._segment_search(
+                group.segment, allowed, dead, floats, codes, want, members_pool, metric, exact, prefix, keep_views=False
+            )
+            at = np.maximum(rows, 0)
+            return np.where(rows >= 0, group.positions[at], -1), np.where(rows >= 0, group.rows[at], -1), scores
+
+        jobs: list[Callable[[], Found]] = []
+        for group in self._pools(todo):
+            jobs.append(functools.partial(pooled, group))
+            todo = [(pos, live) for pos, live in todo if (pos, live.segment.name) not in group.key]
+        jobs += [functools.partial(one, item) for item in todo]
         # Several graph segments (large bases): searched side by side on every core (USearch releases the GIL).
         parallel = sum(live.segment.has_hnsw for _, live in todo) >= 2
-        for done in (_threads().map(one, todo) if parallel else map(one, todo)):
+        for done in _threads().map(lambda job: job(), jobs) if parallel else (job() for job in jobs):
             if done is None:
                 continue
-            pos, rows, scores = done
+            positions, rows, scores = done
             for q in range(n):
                 keep = rows[q] >= 0
-                got, at = scores[q][keep], rows[q][keep]
+                got, at, where = scores[q][keep], rows[q][keep], positions[q][keep]
                 if len(got) > want:  # only a segment's best `want` can reach the page (ties keep their order)
                     best = np.argsort(-got, kind="stable")[:want]
-                    got, at = got[best], at[best]
-                found[q].append((got, np.full(len(at), pos), at))
+                    got, at, where = got[best], at[best], where[best]
+                found[q].append((got, where, at))
         results = []
         for parts in found:
             scores = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.float32)
@@ -307,6 +335,8 @@ class Searcher:
         metric: str,
         exact: bool,
         prefix: str | None,
+        *,
+        keep_views: bool = True,
     ) -> tuple[np.ndarray, np.ndarray]:
         subset = np.flatnonzero(allowed) if prefix else None
         if subset is not None:
@@ -319,7 +349,10 @@ class Searcher:
                     return rows, scores
             # A selective filter (or too few hits above): search exactly within the prefix's rows (their
             # vectors kept for the next query), asking for as many more as are dead among them.
-            matching, view = self._prefix_view(segment, prefix)  # type: ignore[arg-type]
+            if keep_views:
+                matching, view = self._prefix_view(segment, prefix)  # type: ignore[arg-type]
+            else:  # a pool of small segments: its rows are few, and the pool changes with every append
+                matching, view = subset, segment.subset(subset)
             hidden = len(matching) - len(subset)
             rows, scores = self._rank(view, floats, codes, want, pool, metric, True, hidden)
             return _only(allowed, np.where(rows >= 0, matching[np.maximum(rows, 0)], -1), scores)
@@ -362,6 +395,25 @@ class Searcher:
                 masks.pop(next(iter(masks)))
             masks[prefix] = segment.table.keys.startswith(prefix)
         return masks[prefix]
+
+    def _pools(self, todo: list[tuple[int, Live]]) -> list[Pooled]:
+        """Pools of the small exhaustive segments, one per encoder version with at least two (kept until
+        the segments change)."""
+        if not self.pooling:
+            return []
+        groups: dict[str, list[tuple[int, Segment]]] = {}
+        for pos, live in todo:
+            if poolable(live.segment):
+                groups.setdefault(live.segment.encoder, []).append((pos, live.segment))
+        pools = []
+        for version, members in groups.items():
+            if len(members) < 2:
+                continue
+            key = tuple((pos, s.name) for pos, s in members)
+            if version not in self._pooled or self._pooled[version].key != key:
+                self._pooled[version] = pool(members)
+            pools.append(self._pooled[version])
+        return pools
 
     def _prefix_view(self, segment: Segment, prefix: str) -> tuple[np.ndarray, Segment]:
         """The rows of a segment under a prefix and a small exhaustive segment of them (last few kept)."""
