@@ -472,6 +472,70 @@ def fit_cmd(
     typer.echo(f"encoder {encoder.version}: {result.entries} entries re-encoded in {result.seconds:.1f}s")
 
 
+@app.command("export")
+def export_cmd(
+    to: Annotated[str, typer.Option("--to", help="The S3 Vectors index: s3vectors://VECTOR-BUCKET/INDEX or its ARN.")],
+    index: IndexOpt,
+    endpoint_url: EndpointOpt = None,
+    bucket: Annotated[
+        str | None, typer.Option("--bucket", help="Export this images bucket's entries (needed when the index holds several).")
+    ] = None,
+    create: Annotated[
+        bool, typer.Option("--create", help="Create the vector bucket and index if missing (cosine, float32, the index's dimension).")
+    ] = False,
+    state: Annotated[
+        Path | None, typer.Option("--state", help="Checkpoint file (default: one per index + target + bucket, in ~/.cache/imgsearch/export).")
+    ] = None,
+    restart: Annotated[bool, typer.Option("--restart", help="Forget the checkpoint (entries already held are still skipped).")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Vectors per PutVectors call (1 to 500).")] = 500,
+    as_json: JsonOpt = False,
+) -> None:
+    """Copy the live entries of a segment index into an S3 Vectors index, from the stored raw embeddings.
+
+    No image is read again. Stop it at any time: the same command resumes from its checkpoint, and entries already held at the same version are skipped. Vectors the target holds in a newer version (written by ingest meanwhile) are left as they are.
+    """
+    from .export import export_index
+    from .s3vectors import S3VectorsBackend
+
+    try:
+        source = _open(index, endpoint_url)
+        target = S3VectorsBackend.open(to, endpoint_url=endpoint_url)
+        if create:
+            target.create(dimension=int(source.manifest().model.get("dim", 0)))  # type: ignore[call-overload]
+        with tqdm(unit="vec", disable=as_json or None, file=sys.stderr, desc="exported") as bar:
+
+            def total(n: int) -> None:
+                bar.total = n
+                bar.refresh()
+
+            report = export_index(
+                source,
+                target,
+                bucket=bucket,
+                state=state,
+                restart=restart,
+                batch_size=batch_size,
+                progress=bar.update,
+                total=total,
+            )
+    except KeyboardInterrupt:
+        typer.echo("stopped: run the same command to resume", err=True)
+        raise typer.Exit(130) from None
+    except ImgSearchError as error:
+        raise _fail(str(error)) from None
+    except Exception as error:
+        raise (_aws_failure(error, action="use", target=to) or error) from None
+    for refusal in report.refusals:
+        typer.echo(f"refused {refusal}", err=True)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict()))
+    else:
+        typer.echo(
+            f"exported {report.exported}, unchanged {report.unchanged}, refused {report.refused} of {report.live} "
+            f"live entries (bucket {report.bucket or '-'}; resumed past {report.resumed}; state {report.state})"
+        )
+
+
 local_app = typer.Typer(
     help="The whole event-driven system on this machine (moto S3 + SQS, the real handlers, the API).",
     no_args_is_help=True,

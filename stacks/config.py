@@ -12,6 +12,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 ARCHITECTURES = ("arm64", "x86_64")
 INDEX_STORES = ("s3", "efs")  # the index on an S3 bucket, or on EFS mounted by the functions
+INDEX_BACKENDS = ("segments", "s3vectors")  # our segments (on indexStore), or an Amazon S3 Vectors index
 METRICS = ("hybrid", "cosine", "hamming")
 MAX_WATCH_FILTERS = 50  # watched prefix x suffix combinations: two S3 notification entries each
 
@@ -27,6 +28,8 @@ class StageConfig:
     stage: str = "dev"
     architecture: str = "arm64"
     indexStore: str = "s3"
+    indexBackend: str = "segments"  # s3vectors: an S3 Vectors index instead (no index bucket, no compaction)
+    vectorDimension: int = 1280  # of the S3 Vectors index: the model's embedding size (1280: EfficientNet-Lite0)
     ingestMemoryMb: int = 3008
     queryMemoryMb: int = 3008
     compactMemoryMb: int = 4096
@@ -211,6 +214,8 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     ),
     "architecture": _choice("architecture", ARCHITECTURES),
     "indexStore": _choice("indexStore", INDEX_STORES),
+    "indexBackend": _choice("indexBackend", INDEX_BACKENDS),
+    "vectorDimension": _int("vectorDimension", 1, 4096),
     "ingestMemoryMb": _int("ingestMemoryMb", 1024, 10240),
     "queryMemoryMb": _int("queryMemoryMb", 1024, 10240),
     "compactMemoryMb": _int("compactMemoryMb", 1024, 10240),
@@ -276,6 +281,22 @@ def _check_images(config: StageConfig) -> None:
         )
 
 
+def _check_backend(config: StageConfig) -> None:
+    """An S3 Vectors index replaces the segment store and keeps float vectors only (no binary codes)."""
+    if config.indexBackend != "s3vectors":
+        return
+    if config.indexStore != "s3":
+        raise ContextError(
+            f"context indexStore={config.indexStore} applies to the segment backend only: with "
+            "indexBackend=s3vectors the index is the S3 Vectors index (drop -c indexStore)"
+        )
+    if config.defaultMetric == "hamming":
+        raise ContextError(
+            "context defaultMetric=hamming needs the segment backend: an S3 Vectors index keeps no binary "
+            "codes (use cosine or hybrid, which ranks by cosine there)"
+        )
+
+
 def from_cdk_json(path: Path | None = None, **overrides: Any) -> StageConfig:
     """The settings in cdk.json's context (what `cdk synth` uses), without the layer-assets check.
 
@@ -303,6 +324,7 @@ def from_context(get: Callable[[str], Any], *, check_assets: bool = True) -> Sta
     if config.throttleBurstLimit < config.throttleRateLimit:
         raise ContextError("context throttleBurstLimit must be at least throttleRateLimit")
     _check_images(config)
+    _check_backend(config)
     for part in ("deps", "model", "code") if check_assets else ():
         if not (config.assets / part).is_dir():
             raise ContextError(

@@ -33,6 +33,8 @@ class ImgSearchStack(Stack):
             images_bucket=config.imagesBucket,
             images_prefixes=config.watched_prefixes,
             images_kms_key_arn=config.imagesBucketKmsKeyArn,
+            index_backend=config.indexBackend,
+            vector_dimension=config.vectorDimension,
         )
         assets = Assets(self, "Assets", folder=config.assets, architecture=architecture)
         ingest = Ingest(
@@ -65,23 +67,26 @@ class ImgSearchStack(Stack):
             cors_origins=config.corsOrigins,
             watch_suffixes=config.watched_suffixes,
         )
-        compaction = Compaction(
-            self,
-            "Compaction",
-            storage=storage,
-            assets=assets,
-            memory_mb=config.compactMemoryMb,
-            timeout_seconds=config.compactTimeoutSeconds,
-            schedule=config.compactSchedule,
-            retired_grace_days=config.retiredGraceDays,
-        )
-        ingest.trigger_compaction(compaction.function, after_segments=config.compactAfterSegments)
+        functions = {"Ingest": ingest.function, "Query": query.function}
+        if storage.vectors is None:  # S3 Vectors maintains its own index: nothing to compact
+            compaction = Compaction(
+                self,
+                "Compaction",
+                storage=storage,
+                assets=assets,
+                memory_mb=config.compactMemoryMb,
+                timeout_seconds=config.compactTimeoutSeconds,
+                schedule=config.compactSchedule,
+                retired_grace_days=config.retiredGraceDays,
+            )
+            ingest.trigger_compaction(compaction.function, after_segments=config.compactAfterSegments)
+            functions["Compaction"] = compaction.function
         Monitoring(
             self,
             "Monitoring",
             queue=ingest.queue,
             dead_letters=ingest.dead_letters,
-            functions={"Ingest": ingest.function, "Query": query.function, "Compaction": compaction.function},
+            functions=functions,
             alarm_email=config.alarmEmail,
         )
         self._suppress_notification_handler()
@@ -101,6 +106,14 @@ class ImgSearchStack(Stack):
             CfnOutput(
                 self, "IndexUri", value=storage.index_uri, description="the index, for imgsearch --index / backfill --stack"
             )
+        if storage.vectors is not None:
+            CfnOutput(
+                self,
+                "VectorIndexArn",
+                value=storage.vectors.index_arn,
+                description="the S3 Vectors index, for imgsearch export --to / search",
+            )
+            CfnOutput(self, "VectorBucketArn", value=storage.vectors.bucket_arn)
         if storage.file_system is not None:
             CfnOutput(
                 self,

@@ -96,6 +96,8 @@ class Ingest(Construct):
                 code_bits=code_bits,
                 watch_prefixes=storage.images_prefixes,
                 watch_suffixes=suffixes,
+                index_backend=storage.index_backend,
+                vector_index_arn=storage.vector_index_arn,
             ),
             description="imgsearch ingest: S3 notifications → embeddings → one index segment per batch",
         )
@@ -172,7 +174,11 @@ def grant_index_access(function: iam.IGrantable, storage: Storage, *, write: boo
     """The index prefix only: read; write new objects (segments, manifest by CAS); tag superseded ones.
 
     On EFS nothing to do here: mounting the access point grants ClientMount/ClientWrite (filesystem.py).
+    On S3 Vectors: the index's vector operations on its ARN (stacks/vectors.py).
     """
+    if storage.vectors is not None:
+        storage.vectors.grant(function, write=write)
+        return
     if storage.index is None:
         return
     actions = (

@@ -52,6 +52,8 @@ class QueryApi(Construct):
                 cors_origins=cors_origins,
                 watch_prefixes=storage.images_prefixes,
                 watch_suffixes=watch_suffixes,
+                index_backend=storage.index_backend,
+                vector_index_arn=storage.vector_index_arn,
             ),
             description="imgsearch query: REST API → embed, search segments, presigned URLs",
         )

@@ -1,4 +1,5 @@
-"""Storage: the images bucket (what users upload), the index (S3 bucket or EFS: segments + manifest), access logs.
+"""Storage: the images bucket (what users upload), the index (S3 bucket or EFS: segments + manifest; or an
+S3 Vectors index, context indexBackend=s3vectors), access logs.
 
 The images bucket is created here, or (context imagesBucket) an existing bucket is imported: then the
 stack only adds notification entries to it and read grants on the functions' roles, nothing else.
@@ -14,13 +15,15 @@ from constructs import Construct
 
 from .filesystem import IndexFileSystem
 from .nag import suppress
+from .vectors import VectorIndex
 from .wiring import EFS_MOUNT_PATH, index_uri
 
 RETIRED_TAG = ("imgsearch-retired", "true")  # imgsearch.store.RETIRED_TAG: superseded index objects
 
 
 class Storage(Construct):
-    """The images bucket (new, or an existing one imported), and the index: on S3 or on EFS (`index_store="efs"`).
+    """The images bucket (new, or an existing one imported), and the index: segments on S3 or on EFS
+    (`index_store="efs"`), or an S3 Vectors index (`index_backend="s3vectors"`: no index bucket).
 
     `images_prefixes` are the key prefixes of the images bucket the stack indexes and may read (() is
     the whole bucket); `images_kms_key_arn` the customer KMS key an imported bucket encrypts them with.
@@ -37,8 +40,11 @@ class Storage(Construct):
         images_bucket: str = "",
         images_prefixes: tuple[str, ...] = (),
         images_kms_key_arn: str = "",
+        index_backend: str = "segments",
+        vector_dimension: int = 1280,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.index_backend = index_backend
         self.logs: s3.Bucket | None = None
         self.images_imported = bool(images_bucket)
         self.images_prefixes = images_prefixes
@@ -59,6 +65,10 @@ class Storage(Construct):
         # and deletes them itself after its grace period, so no lifecycle rule is needed either.
         self.index: s3.Bucket | None = None
         self.file_system: IndexFileSystem | None = None
+        self.vectors: VectorIndex | None = None
+        if index_backend == "s3vectors":
+            self.vectors = VectorIndex(self, "VectorIndex", dimension=vector_dimension)
+            return
         if index_store == "efs":
             self.file_system = IndexFileSystem(self, "IndexFileSystem")
             return
@@ -117,4 +127,11 @@ class Storage(Construct):
 
     @property
     def index_uri(self) -> str:
+        """Where the segment index lives ("" with an S3 Vectors index: see vector_index_arn)."""
+        if self.vectors is not None:
+            return ""
         return EFS_MOUNT_PATH if self.index is None else index_uri(self.index.bucket_name)
+
+    @property
+    def vector_index_arn(self) -> str:
+        return self.vectors.index_arn if self.vectors is not None else ""

@@ -27,6 +27,24 @@ EFS_ACCESS_POINT_PATH = "/imgsearch-index"  # the access point's root directory 
 EFS_POSIX_ID = "1001"  # uid and gid the functions act as on the file system (and own the root with)
 
 
+# The index on Amazon S3 Vectors (context indexBackend=s3vectors): one vector per object, found by the
+# index ARN. The index is created like imgsearch.s3vectors creates it (S3VectorsBackend.create).
+VECTOR_DATA_TYPE = "float32"
+VECTOR_DISTANCE_METRIC = "cosine"
+VECTOR_NON_FILTERABLE_KEYS = ("etag", "size", "sequencer", "time", "model")  # imgsearch.s3vectors.NON_FILTERABLE
+VECTOR_INGEST_ACTIONS = ("s3vectors:PutVectors", "s3vectors:DeleteVectors", "s3vectors:GetVectors")
+# QueryVectors with a filter or returnMetadata also needs GetVectors (S3 Vectors API reference).
+VECTOR_QUERY_ACTIONS = ("s3vectors:QueryVectors", "s3vectors:GetVectors")
+
+
+def backend_environment(*, index_backend: str = "segments", vector_index_arn: str = "") -> dict[str, str]:
+    """Which index backend a function talks to: nothing for segments (INDEX_URI says where), else the
+    S3 Vectors index ARN (region, account, vector bucket and index name are all in it)."""
+    if index_backend == "segments":
+        return {}
+    return {"INDEX_BACKEND": index_backend, "VECTOR_INDEX_ARN": vector_index_arn}
+
+
 # --- ingest: S3 → SQS (with a dead-letter queue) → ingest function ---------------------------------
 
 # S3 notification event types: CDK's s3.EventType member name → the S3 API event name.
@@ -93,12 +111,19 @@ COMMON_ENVIRONMENT: Mapping[str, str] = {
 
 
 def ingest_environment(
-    *, index_uri: str, code_bits: int, watch_prefixes: Sequence[str] = (), watch_suffixes: Sequence[str] = ()
+    *,
+    index_uri: str,
+    code_bits: int,
+    watch_prefixes: Sequence[str] = (),
+    watch_suffixes: Sequence[str] = (),
+    index_backend: str = "segments",
+    vector_index_arn: str = "",
 ) -> dict[str, str]:
     return {
-        "INDEX_URI": index_uri,
+        **({"INDEX_URI": index_uri} if index_uri else {}),
         "CODE_BITS": str(code_bits),
         **watch_environment(prefixes=watch_prefixes, suffixes=watch_suffixes),
+        **backend_environment(index_backend=index_backend, vector_index_arn=vector_index_arn),
     }
 
 
@@ -122,14 +147,17 @@ def query_environment(
     cors_origins: tuple[str, ...] = (),
     watch_prefixes: Sequence[str] = (),
     watch_suffixes: Sequence[str] = (),
+    index_backend: str = "segments",
+    vector_index_arn: str = "",
 ) -> dict[str, str]:
     return {
-        "INDEX_URI": index_uri,
+        **({"INDEX_URI": index_uri} if index_uri else {}),
         "IMAGES_BUCKET": images_bucket,
         **watch_environment(prefixes=watch_prefixes, suffixes=watch_suffixes),
         "DEFAULT_METRIC": default_metric,
         "PRESIGN_SECONDS": str(presign_seconds),
         "CORS_ORIGINS": ",".join(cors_origins),
+        **backend_environment(index_backend=index_backend, vector_index_arn=vector_index_arn),
     }
 
 
