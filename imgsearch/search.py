@@ -142,7 +142,7 @@ class Searcher:
     def memory_bytes(self) -> int:
         """Bytes the query path reads: vectors, codes, graphs (as stored: a mapped graph allocates
         nothing itself) and key tables (every column), plus the reader's own per-row state."""
-        total = self.live.ids.nbytes + self.live.where.nbytes
+        total = self.live.nbytes
         for live in self.live.segments:
             s = live.segment
             total += (0 if s.floats is None else s.floats.nbytes) + s.codes.nbytes + live.alive.nbytes

@@ -160,7 +160,7 @@ def exact_float_top10(index: ImageIndex, searcher: Searcher, queries: np.ndarray
 
 def bytes_by_part(searcher: Searcher) -> dict[str, float]:
     """What each byte of the query path is, per live image: graphs, vectors, codes, key-table columns."""
-    parts: dict[str, int] = {"reader (sorted ids, where, alive)": searcher.live.ids.nbytes + searcher.live.where.nbytes}
+    parts: dict[str, int] = {"reader (sorted ids, where, alive)": searcher.live.nbytes}
     for live in searcher.live.segments:
         s = live.segment
         add = {

@@ -29,8 +29,15 @@ def state(live: LiveSet) -> tuple[list[list[bool]], list[int], list[tuple[int, i
     )
 
 
+@pytest.mark.parametrize("merges", ["never", "often"])
 @pytest.mark.parametrize("seed", range(12))
-def test_appending_segment_by_segment_equals_resolving_everything(seed: int) -> None:
+def test_appending_segment_by_segment_equals_resolving_everything(
+    seed: int, merges: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether new ids sit in the recent table or were merged into the main one (with its holes)."""
+    if merges == "often":
+        monkeypatch.setattr("imgsearch.live.MERGE_MIN", 3)
+        monkeypatch.setattr("imgsearch.live.MERGE_FRACTION", 0.2)
     pick = random.Random(seed)
     keys = [f"k{i}" for i in range(30)]  # few keys: many overwrites, duplicates, deletes, stale events
     incremental, segments = LiveSet(), []
@@ -46,6 +53,10 @@ def test_appending_segment_by_segment_equals_resolving_everything(seed: int) -> 
 
         assert state(incremental) == state(whole), f"after append {step}"
         assert [m.dead for m in incremental.segments] == [m.dead for m in whole.segments]
+        assert len(incremental) == len(whole)
+        for key in keys:
+            oid = ObjectRef(bucket="b", key=key).id
+            assert incremental.locate(oid) == whole.locate(oid), f"{key} after append {step}"
 
 
 def test_a_stale_upload_after_a_delete_stays_hidden_and_a_newer_one_comes_back() -> None:
