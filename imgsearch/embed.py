@@ -1,4 +1,5 @@
-"""Feature extraction: image → L2-normalised CNN embedding, batched, with ONNX Runtime."""
+"""Feature extraction: image → L2-normalised CNN embedding, batched, with ONNX Runtime; optionally the
+image's top concepts (class scores) from the same forward pass."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import InvalidImage
+from .concepts import TOP_K, TopConcepts, top_concepts
+from .errors import InvalidImage, ModelNotFound
 from .images import DEFAULT_LIMITS, Decoded, Limits, decode_part
 from .modelspec import ModelSpec, default_model_dir
 
@@ -25,6 +27,17 @@ class Failure:
     index: int
     reason: str
     code: str = "not_an_image"
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """What `Embedder.embed_all` returns: vectors (in input order, good inputs only), the failures, the
+    indices of the inputs that produced the vectors, and their top concepts when asked for."""
+
+    vectors: np.ndarray
+    failures: list[Failure]
+    indices: list[int]
+    concepts: TopConcepts | None = None
 
 
 class Preprocessor:
@@ -139,6 +152,13 @@ class Embedder:
     def dim(self) -> int:
         return self.spec.output_dim
 
+    @property
+    def has_concepts(self) -> bool:
+        """True when the model also outputs class scores (the manifest's `concepts`)."""
+        return self.spec.concepts is not None and self.spec.concepts.output_name in {
+            o.name for o in self.session.get_outputs()
+        }
+
     def pixels(self, data: bytes) -> np.ndarray:
         """Decode and preprocess one image (raises InvalidImage)."""
         prep = self.preprocess
@@ -156,6 +176,61 @@ class Embedder:
             out[rows] = features
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-12)
+
+    def run_concepts(self, batch: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """One forward pass giving both: L2-normalised vectors (as `run`) and class logits (n × classes)."""
+        if not self.has_concepts or self.spec.concepts is None:
+            raise ModelNotFound(
+                f"the model {self.spec.name} has no class-score output: rebuild it with `imgsearch build-model`"
+            )
+        names = [self.spec.output_name, self.spec.concepts.output_name]
+        out = np.empty((len(batch), self.dim), dtype=np.float32)
+        logits = np.empty((len(batch), self.spec.concepts.count), dtype=np.float32)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, pixels in enumerate(batch):
+            groups.setdefault(pixels.shape, []).append(i)
+        for rows in groups.values():
+            stacked = np.stack([batch[i] for i in rows])
+            features, scores = self.session.run(names, {self.spec.input_name: stacked})
+            out[rows] = features
+            logits[rows] = scores
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12), logits
+
+    def embed_all(
+        self,
+        read: Callable[[int], bytes],
+        count: int,
+        *,
+        progress: Callable[[int], None] | None = None,
+        concepts: bool = True,
+        top: int = TOP_K,
+    ) -> Embedded:
+        """`embed_stream` that also keeps each image's `top` concepts (when the model has them and
+        `concepts` is true), from the same forward pass."""
+        keep = concepts and self.has_concepts
+        chunks: list[np.ndarray] = []
+        tops: list[TopConcepts] = []
+        done: list[int] = []
+        failures: list[Failure] = []
+
+        def consume(prepared: list[tuple[int, np.ndarray | Failure]]) -> None:
+            if not keep:
+                self._consume(prepared, chunks, done, failures, progress)
+                return
+            good = [(i, p) for i, p in prepared if isinstance(p, np.ndarray)]
+            failures.extend(p for _, p in prepared if isinstance(p, Failure))
+            if good:
+                vectors, logits = self.run_concepts([p for _, p in good])
+                chunks.append(vectors)
+                tops.append(top_concepts(logits, top))
+                done.extend(i for i, _ in good)
+            if progress:
+                progress(len(prepared))
+
+        self._pipeline(read, count, consume)
+        vectors = np.concatenate(chunks) if chunks else np.zeros((0, self.dim), dtype=np.float32)
+        return Embedded(vectors, failures, done, TopConcepts.concat(tops, top) if keep else None)
 
     def embed_bytes(self, items: Sequence[bytes]) -> tuple[np.ndarray, list[Failure]]:
         """Embed many encoded images; returns vectors for the good ones (in order) and the failures."""
@@ -176,6 +251,17 @@ class Embedder:
         chunks: list[np.ndarray] = []
         done: list[int] = []
         failures: list[Failure] = []
+        self._pipeline(read, count, lambda prepared: self._consume(prepared, chunks, done, failures, progress))
+        vectors = np.concatenate(chunks) if chunks else np.zeros((0, self.dim), dtype=np.float32)
+        return vectors, failures, done
+
+    def _pipeline(
+        self,
+        read: Callable[[int], bytes],
+        count: int,
+        consume: Callable[[list[tuple[int, np.ndarray | Failure]]], None],
+    ) -> None:
+        """Decode batch i + 1 on a thread while `consume` runs batch i."""
         starts = range(0, count, self.batch_size)
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending: Future[list[tuple[int, np.ndarray | Failure]]] | None = None
@@ -183,12 +269,10 @@ class Embedder:
                 batch_ids = range(start, min(start + self.batch_size, count))
                 nxt = pool.submit(self._prepare, read, batch_ids)
                 if pending is not None:
-                    self._consume(pending.result(), chunks, done, failures, progress)
+                    consume(pending.result())
                 pending = nxt
             if pending is not None:
-                self._consume(pending.result(), chunks, done, failures, progress)
-        vectors = np.concatenate(chunks) if chunks else np.zeros((0, self.dim), dtype=np.float32)
-        return vectors, failures, done
+                consume(pending.result())
 
     def _prepare(
         self, read: Callable[[int], bytes], ids: Iterable[int]

@@ -308,7 +308,7 @@ def test_build_model_rebuilds_only_when_stale(built) -> None:
     model_dir, calls = built
     assert [rebuilt for _, rebuilt in calls] == [True, False, True]
     assert calls[0][0] == calls[1][0]
-    assert sorted(p.name for p in model_dir.iterdir()) == sorted([MANIFEST_NAME, calls[2][0].onnx_file])
+    assert sorted(p.name for p in model_dir.iterdir()) == sorted([MANIFEST_NAME, *calls[2][0].files()])
 
 
 @pytest.mark.slow
@@ -324,14 +324,14 @@ def test_build_model_manifest(built) -> None:
     assert written["input_name"] == "pixels" and written["output_name"] == "features"
     assert written["output_dim"] == 1280
     assert written["opset"] == OPSET
-    assert written["sha256"] == sha256_file(model_dir / written["onnx_file"])
+    assert written["file_sha256"] == sha256_file(model_dir / written["onnx_file"])
     assert ModelSpec.load(model_dir) == spec
     assert is_current(model_dir, spec.source)
 
     import onnx
 
     graph = onnx.load(str(model_dir / spec.onnx_file)).graph
-    assert [i.name for i in graph.input] == ["pixels"] and [o.name for o in graph.output] == ["features"]
+    assert [i.name for i in graph.input] == ["pixels"] and [o.name for o in graph.output] == ["features", "logits"]
 
 
 @pytest.mark.slow
