@@ -12,7 +12,7 @@ import typer
 from tqdm import tqdm
 
 from .build_model import DEFAULT_INPUT_SIZE
-from .errors import ImgSearchError, InvalidImage, KeyNotIndexed
+from .errors import BadParameter, ImgSearchError, InvalidImage, KeyNotIndexed
 from .index import ImageIndex
 from .search import Hit
 
@@ -319,8 +319,12 @@ def backfill_cmd(
 
 @app.command("search")
 def search_cmd(
-    queries: Annotated[list[str], typer.Argument(help="Image files, or keys of indexed images.")],
     index: IndexOpt,
+    queries: Annotated[list[str] | None, typer.Argument(help="Image files, or keys of indexed images.")] = None,
+    text: Annotated[
+        list[str] | None,
+        typer.Option("--text", help='Words to search for, e.g. --text "dog on a beach" (repeatable).'),
+    ] = None,
     k: Annotated[int, typer.Option("--k", help="Results per query (1 to 1000).")] = 10,
     metric: Annotated[str, typer.Option("--metric", help="hybrid | cosine | hamming.")] = "hybrid",
     min_score: Annotated[
@@ -334,7 +338,7 @@ def search_cmd(
     threads: ThreadsOpt = 0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Search with query images (embedded in batches) or keys already in the index."""
+    """Search with query images (embedded in batches), keys already in the index, or words (--text)."""
     from .embed import Embedder
     from .files import read_file
     from .index import check_model
@@ -347,8 +351,20 @@ def search_cmd(
         ).search_kwargs()
         searcher = Searcher(_open(index, endpoint_url))
         searcher.refresh(force=True)
+        queries, texts = list(queries or []), list(text or [])
+        if not queries and not texts:
+            raise BadParameter("give image files or indexed keys to search with, or words with --text")
         files = [q for q in queries if Path(q).is_file()]
         results: dict[str, list[Hit] | Exception] = {}
+        if texts:
+            from .text import TextSearch
+
+            words = TextSearch.load(model_dir)
+            for phrase in texts:
+                try:
+                    results[phrase] = searcher.search_direction(words.text_vector(phrase), **options)[0]
+                except BadParameter as error:  # no concept matches these words
+                    results[phrase] = error
         if files:
             embedder = Embedder.load(model_dir, threads=threads or None)
             check_model(searcher.manifest, embedder.spec)  # type: ignore[arg-type]
@@ -373,7 +389,8 @@ def search_cmd(
     except ImgSearchError as error:
         raise _fail(str(error)) from None
     failed = 0
-    for query in queries:
+    asked = texts + queries
+    for query in asked:
         found = results[query]
         if isinstance(found, Exception):
             failed += 1
@@ -390,7 +407,7 @@ def search_cmd(
             typer.echo(query)
             for rank, hit in enumerate(found, start=offset + 1):
                 typer.echo(f"  {rank:3d}. {hit.score:.4f}  {hit.key}")
-    if failed == len(queries):
+    if failed == len(asked):
         raise typer.Exit(1)
 
 

@@ -186,6 +186,37 @@ class Searcher:
             exact=exact,
         )
 
+    def search_direction(
+        self,
+        directions: np.ndarray,
+        *,
+        k: int = 10,
+        metric: str = "hybrid",
+        min_score: float | None = None,
+        prefix: str | None = None,
+        offset: int = 0,
+        exact: bool = False,
+    ) -> list[list[Hit]]:
+        """Top-k hits for directions in the raw embedding space (a text query's concept direction).
+
+        Unlike an embedding, a direction is not a point: the encoder's mean is not subtracted from it,
+        so it projects onto the same direction in the float space (and the codes' hyperplanes).
+        """
+        wanted = np.atleast_2d(np.asarray(directions, dtype=np.float32))
+        encoded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+        def encode(version: str) -> tuple[np.ndarray, np.ndarray]:
+            if version not in encoded:
+                encoder = self.index.encoder(version)
+                shifted = wanted + encoder.mean
+                floats = encoder.floats(wanted if encoder.projection is None else shifted)
+                encoded[version] = (floats, encoder.codes(shifted))
+            return encoded[version]
+
+        return self._search(
+            encode, len(wanted), k=k, metric=metric, min_score=min_score, prefix=prefix, offset=offset, exact=exact
+        )
+
     def search_key(
         self,
         key: str,

@@ -287,3 +287,23 @@ def test_search_with_a_query_file_that_is_not_an_image_reports_why(
     error, found = lines(mixed)
     assert "not a recognised image" in error["error"]
     assert found["hits"][0]["key"] == "stripes_0.png"
+
+
+def test_search_text_prints_one_line_per_phrase_and_names_words_no_concept_matches(
+    built: tuple[Path, Result],
+) -> None:
+    result = run("search", "--index", str(built[0]), "--text", "a dog on a beach", "--text", "xyzzy", "--json", "--k", "4")
+
+    assert result.exit_code == 0, result.output
+    found, unknown = lines(result)
+    assert found["query"] == "a dog on a beach" and len(found["hits"]) == 4
+    scores = [h["score"] for h in found["hits"]]
+    assert scores == sorted(scores, reverse=True)
+    assert unknown["query"] == "xyzzy" and "no concept matches 'xyzzy'" in unknown["error"]
+
+
+def test_search_text_exits_1_when_no_phrase_matches_a_concept(built: tuple[Path, Result]) -> None:
+    result = run("search", "--index", str(built[0]), "--text", "xyzzy plugh", "--json")
+
+    assert result.exit_code == 1
+    assert "no concept matches" in lines(result)[0]["error"]

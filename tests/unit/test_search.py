@@ -351,3 +351,21 @@ def test_refresh_after_compaction_drops_folded_segments(filled) -> None:
     assert searcher.segments_loaded == SEGMENTS + 1
     assert searcher.count == len(keys)
     assert searcher.search(vectors[7], k=1, metric="cosine")[0][0].key == keys[7]
+
+
+def test_a_direction_query_finds_the_vector_along_it_first(filled) -> None:
+    """search_direction: a direction (a text query's) is not shifted by the encoder's mean."""
+    index, vectors, keys = filled
+    searcher = searcher_of(index)
+    for i in (0, 17, 42):
+        hits = searcher.search_direction(vectors[i], k=5, metric="cosine")[0]
+        assert hits[0].key == keys[i] and hits[0].score == pytest.approx(1.0, abs=2e-3)
+
+
+def test_a_direction_query_ignores_the_fitted_encoders_mean(filled) -> None:
+    index, vectors, keys = filled
+    index.fit(bits=16, dims=16, min_count=50)
+    searcher = searcher_of(index)
+    mean = index.encoder(index.manifest().encoder).mean
+    hits = searcher.search_direction(vectors[9] - mean, k=3, metric="cosine")[0]
+    assert hits[0].key == keys[9] and hits[0].score == pytest.approx(1.0, abs=2e-3)
