@@ -333,12 +333,19 @@ def search_cmd(
     prefix: Annotated[str | None, typer.Option("--prefix", help="Only keys starting with this.")] = None,
     offset: Annotated[int, typer.Option("--offset", help="Skip this many results (paging; 0 to 10000).")] = 0,
     exact: Annotated[bool, typer.Option("--exact", help="Exhaustive search instead of HNSW.")] = False,
+    tag: Annotated[
+        str | None,
+        typer.Option("--tag", help='Only images tagged with this ImageNet class, e.g. --tag "golden retriever".'),
+    ] = None,
     endpoint_url: EndpointOpt = None,
     model_dir: ModelOpt = None,
     threads: ThreadsOpt = 0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Search with query images (embedded in batches), keys already in the index, or words (--text)."""
+    """Search with query images (embedded in batches), keys already in the index, or words (--text).
+
+    Each hit shows its tags: the image's top ImageNet classes with their probabilities.
+    """
     from .embed import Embedder
     from .files import read_file
     from .index import check_model
@@ -347,9 +354,11 @@ def search_cmd(
 
     try:
         options = SearchOptions(
-            k=k, metric=metric, min_score=min_score, prefix=prefix or None, offset=offset, exact=exact
+            k=k, metric=metric, min_score=min_score, prefix=prefix or None, offset=offset, exact=exact, tag=tag
         ).search_kwargs()
-        searcher = Searcher(_open(index, endpoint_url))
+        searcher = Searcher(_open(index, endpoint_url), model_dir=model_dir)
+        if tag is not None:
+            searcher.tag_ids(tag)  # an unknown tag fails once, before any query
         searcher.refresh(force=True)
         queries, texts = list(queries or []), list(text or [])
         if not queries and not texts:
@@ -401,12 +410,18 @@ def search_cmd(
             continue
         if as_json:
             typer.echo(
-                json.dumps({"query": query, "hits": [{"key": h.key, "score": h.score} for h in found]})
+                json.dumps(
+                    {
+                        "query": query,
+                        "hits": [{"key": h.key, "score": h.score, "tags": [list(t) for t in h.tags]} for h in found],
+                    }
+                )
             )
         else:
             typer.echo(query)
             for rank, hit in enumerate(found, start=offset + 1):
-                typer.echo(f"  {rank:3d}. {hit.score:.4f}  {hit.key}")
+                tags = ", ".join(f"{name} {p:.2f}" for name, p in hit.tags)
+                typer.echo(f"  {rank:3d}. {hit.score:.4f}  {hit.key}" + (f"  [{tags}]" if tags else ""))
     if failed == len(asked):
         raise typer.Exit(1)
 

@@ -14,6 +14,7 @@ against the stored vectors), or by both (`text_scores`, the chosen rule; docs/TE
 from __future__ import annotations
 
 import json
+import math
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -27,6 +28,8 @@ from .modelspec import ModelSpec
 
 TOP_K = 5  # concepts kept per image
 SCORE_SCALE = 255  # stored probability = round(p * 255) in a uint8
+TAG_MIN = 0.05  # a stored concept at least this probable is one of the image's tags (docs/TEXT-SEARCH.md)
+TAG_MIN_SCORE = math.ceil(TAG_MIN * SCORE_SCALE)  # the same as a stored uint8 score (13)
 STOPWORDS = frozenset(
     {
         "a", "an", "and", "any", "are", "as", "at", "be", "by", "for", "from", "in", "into", "is", "it", "its",
@@ -327,10 +330,37 @@ class TopConcepts:
         return TopConcepts(self.ids[rows], self.scores[rows])
 
     @classmethod
+    def none(cls, count: int, k: int = TOP_K) -> TopConcepts:
+        """`count` rows without concepts (all-zero scores): what a row of a segment that stored none gets."""
+        return cls(np.zeros((count, k), np.uint16), np.zeros((count, k), np.uint8))
+
+    @classmethod
     def concat(cls, parts: Sequence[TopConcepts], k: int = TOP_K) -> TopConcepts:
+        """Rows of several parts one after another; narrower parts are padded with "none" (zero scores)."""
         if not parts:
-            return cls(np.zeros((0, k), np.uint16), np.zeros((0, k), np.uint8))
-        return cls(np.concatenate([p.ids for p in parts]), np.concatenate([p.scores for p in parts]))
+            return cls.none(0, k)
+        width = max(p.ids.shape[1] for p in parts)
+        padded = [p if p.ids.shape[1] == width else p.widened(width) for p in parts]
+        return cls(np.concatenate([p.ids for p in padded]), np.concatenate([p.scores for p in padded]))
+
+    def widened(self, width: int) -> TopConcepts:
+        wider = TopConcepts.none(len(self), width)
+        wider.ids[:, : self.ids.shape[1]] = self.ids
+        wider.scores[:, : self.scores.shape[1]] = self.scores
+        return wider
+
+    def tags(self, row: int, names: Sequence[str], *, threshold: int = TAG_MIN_SCORE) -> tuple[tuple[str, float], ...]:
+        """One row's (class name, probability) pairs scoring at least `threshold`, most probable first."""
+        return tuple(
+            (names[i], round(p / SCORE_SCALE, 3))
+            for i, p in zip(self.ids[row].tolist(), self.scores[row].tolist(), strict=True)
+            if p >= threshold and i < len(names)
+        )
+
+    def tagged(self, ids: Iterable[int], *, threshold: int = TAG_MIN_SCORE) -> np.ndarray:
+        """Rows (bool mask) one of whose concepts scoring at least `threshold` is among `ids`."""
+        wanted = np.isin(self.ids, np.fromiter(ids, dtype=np.int64))
+        return np.asarray((wanted & (self.scores >= threshold)).any(axis=1), dtype=bool)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ import numpy as np
 
 from . import maintain
 from . import manifest as manifests
+from .concepts import TopConcepts
 from .encode import DEFAULT_BITS, DEFAULT_DIMS, DEFAULT_WHITEN, MIN_FIT, Encoder, fit_itq, lsh
 from .errors import BadParameter, IndexNotFound, ModelMismatch, ObjectNotFound
 from .keytable import KeyTable
@@ -150,10 +151,12 @@ class ImageIndex:
         tombstones: list[ObjectRef] | None = None,
         rejections: list[Rejection] | None = None,
         encoder_version: str | None = None,
+        concepts: TopConcepts | None = None,
     ) -> Appended:
         """Write one immutable segment for a batch and CAS-append it to the manifest.
 
-        `rejections` records objects of the batch that could not be indexed, for `info` and /health.
+        `rejections` records objects of the batch that could not be indexed, for `info` and /health;
+        `concepts` (one row per ref) are the entries' top concepts, stored for tags and text search.
         """
         tombstones = list(tombstones or [])
         if not refs and not tombstones and not rejections:
@@ -168,6 +171,7 @@ class ImageIndex:
             tombstones=tombstones,
             rejections=rejections,
             hnsw_min=1 << 62,
+            concepts=concepts,
         )
         info = self._write_segment(segment, kind="delta")
 
@@ -294,6 +298,7 @@ class ImageIndex:
             raise manifests.ConflictError("some of these segments are no longer listed; nothing changed")
         target = self.encoder(manifest.encoder)
         refs, raw, segments, masks = self.sorted_live_raw(folded)
+        concepts = sorted_live_concepts(segments, masks)
         tombstones = surviving_tombstones(segments, masks)
         merged = Segment.build(
             refs=refs,
@@ -306,6 +311,7 @@ class ImageIndex:
             hnsw_min=hnsw_min,
             float_dtype=float_dtype,
             threads=threads,
+            concepts=concepts,
         )
         rejected = sum(s.rejected for s in folded)
         info = (
@@ -463,6 +469,21 @@ class ImageIndex:
             manifest = self.manifest()
             return encoder, CompactResult(len(manifest.segments), manifest.count, 0, 0, None, encoder.version, 0.0)
         return encoder, self.compact(hnsw_min=hnsw_min, threads=threads, min_segments=0)
+
+
+def sorted_live_concepts(segments: Sequence[Segment], masks: Sequence[np.ndarray]) -> TopConcepts | None:
+    """The top concepts of the live rows, in `sorted_live_raw`'s order (by object id, stable); rows of a
+    segment that stored none get none (zero scores). None when no segment stored any."""
+    width = max((s.concepts.ids.shape[1] for s in segments if s.concepts is not None), default=0)
+    if not width:
+        return None
+    rows = [np.flatnonzero(m) for m in masks]
+    parts = [
+        TopConcepts.none(len(r), width) if s.concepts is None else s.concepts.take(r)
+        for s, r in zip(segments, rows, strict=True)
+    ]
+    ids = np.concatenate([s.table.ids[r] for s, r in zip(segments, rows, strict=True)])
+    return TopConcepts.concat(parts).take(np.argsort(ids, kind="stable"))
 
 
 def check_model(manifest: Manifest, spec: ModelSpec) -> None:

@@ -235,10 +235,11 @@ def _index_files(
             refs[i] = file_ref(part[i].path, part[i].key, data, sequencer=sequencer)
             return data
 
-        vectors, failures, done = embedder.embed_stream(read, len(part), progress=progress)
-        report.skipped.extend((printable(part[f.index].path), f.reason) for f in failures)
+        # the top concepts (tags) come from the same forward pass when the model has class scores
+        embedded = embedder.embed_all(read, len(part), progress=progress, concepts=embedder.has_concepts)
+        report.skipped.extend((printable(part[f.index].path), f.reason) for f in embedded.failures)
         batch = BatchWriter(index)
-        batch.add([refs[i] for i in done], vectors)  # type: ignore[misc]
+        batch.add([refs[i] for i in embedded.indices], embedded.vectors, concepts=embedded.concepts)  # type: ignore[misc]
         _commit(batch, report)  # one segment per chunk (nothing for a chunk of failures only)
     if prune:
         present = {f.key for f in files}
@@ -322,14 +323,14 @@ def _index_chunk(
         return data
 
     with _ReadAhead(fetch, len(wanted)) as read:
-        vectors, failures, done = embedder.embed_stream(read, len(wanted), progress=progress)
-    for failure in failures:
+        embedded = embedder.embed_all(read, len(wanted), progress=progress, concepts=embedder.has_concepts)
+    for failure in embedded.failures:
         ref = refs[wanted[failure.index]]
         if failure.code == CHANGED:
             report.changed += 1
         else:
             _reject(batch, report, source, ref, failure.code, failure.reason)
-    batch.add([refs[wanted[j]] for j in done], vectors)
+    batch.add([refs[wanted[j]] for j in embedded.indices], embedded.vectors, concepts=embedded.concepts)
     _commit(batch, report)
 
 

@@ -1,4 +1,4 @@
-"""Search options as one validated value: k, metric, min_score, prefix, offset, exact.
+"""Search options as one validated value: k, metric, min_score, prefix, offset, exact, tag.
 
 Built by the query API from its query string (`SearchOptions.from_query`, strict: ASCII digits,
 finite numbers, bounds) and by the CLI from its typed options; both pass its fields to the Searcher.
@@ -24,6 +24,7 @@ MAX_OFFSET = 10_000  # paging stops here: a query never ranks more than MAX_K + 
 MIN_SCORE_RANGE = (-1.0, 1.0)  # scores are cosine or 1 - normalised Hamming distance, clipped to [-1, 1]
 QUERY_PARAMETERS = ("k", "metric", "min_score", "prefix", "offset")  # what from_query accepts
 MAX_PREFIX_CHARS = 1024  # S3 keys are at most 1024 bytes
+MAX_TAG_CHARS = 100  # class names are far shorter; the Searcher checks the name against the vocabulary
 
 _DIGITS = re.compile(r"[0-9]{1,12}")  # ASCII only: str.isdigit() and int() also take '١٢' or ' 5'
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,4})?")  # no nan, inf, '1_0'
@@ -39,6 +40,7 @@ class SearchOptions:
     prefix: str | None = None
     offset: int = 0
     exact: bool = False
+    tag: str | None = None  # only images tagged with this class name (Searcher checks it is one)
 
     def __post_init__(self) -> None:
         if not _whole(self.k) or not 1 <= self.k <= MAX_K:
@@ -61,6 +63,10 @@ class SearchOptions:
             raise BadParameter(f"offset must be a whole number from 0 to {MAX_OFFSET}, not {self.offset!r}")
         if not isinstance(self.exact, bool):
             raise BadParameter(f"exact must be true or false, not {self.exact!r}")
+        if self.tag is not None and not (isinstance(self.tag, str) and 0 < len(self.tag.strip()) <= MAX_TAG_CHARS):
+            raise BadParameter(
+                f"tag must be a class name of at most {MAX_TAG_CHARS} characters, such as 'golden retriever'"
+            )
 
     @classmethod
     def from_query(

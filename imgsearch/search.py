@@ -9,13 +9,16 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from .errors import BadParameter, KeyNotIndexed
+from .concepts import Vocabulary
+from .errors import BadParameter, ImgSearchError, KeyNotIndexed
 from .index import ImageIndex
 from .live import Live, LiveSet
 from .manifest import Manifest
+from .modelspec import ModelSpec, default_model_dir
 from .options import MAX_K, METRICS, SearchOptions
 from .pooled import Pooled, pool, poolable
 from .segment import ObjectRef, Rejection, Segment, object_id, table_refs
@@ -28,8 +31,10 @@ MIN_CANDIDATES = 100
 POOL_FRACTION = 1 / 200  # hybrid on an exhaustively searched segment: at least this share as candidates
 GRAPH_FILTER_FRACTION = 0.05  # a prefix matching at least this share of a graph segment is post-filtered
 HYBRID_GRAPHS = ("floats", "codes")  # what hybrid searches on a segment with an HNSW graph
-PREFIX_CACHE = 8  # prefix masks kept per segment (one byte per row each)
-PREFIX_VIEWS = 2  # vectors of a selective prefix's rows kept per segment (≤ 2 × 5% × 512 B ≈ 51 B a row)
+PREFIX_CACHE = 8  # filter masks (prefix and/or tag) kept per segment (one byte per row each)
+PREFIX_VIEWS = 2  # vectors of a selective filter's rows kept per segment (≤ 2 × 5% × 512 B ≈ 51 B a row)
+
+Filter = tuple[str | None, str | None]  # (key prefix, tag as normalised by tag_name): a row filter
 
 
 @functools.cache
@@ -45,13 +50,20 @@ def _only(allowed: np.ndarray, rows: np.ndarray, scores: np.ndarray) -> tuple[np
 
 @dataclass(frozen=True)
 class Hit:
-    """One result: the object, its score (higher is more similar) and where it is stored."""
+    """One result: the object, its score (higher is more similar), where it is stored, and its tags
+    ((class name, probability) pairs of its stored top concepts, most probable first; empty if none)."""
 
     key: str
     score: float
     bucket: str
     etag: str
     size: int
+    tags: tuple[tuple[str, float], ...] = ()
+
+
+def tag_name(text: str) -> str:
+    """A tag as compared: case and spacing ignored, "_" as a space ("Golden_Retriever" = "golden retriever")."""
+    return " ".join(text.replace("_", " ").lower().split())
 
 
 class Searcher:
@@ -66,7 +78,11 @@ class Searcher:
         oversample: int = OVERSAMPLE,
         hybrid_graph: str = "floats",
         pooling: bool = True,
+        model_dir: Path | None = None,
+        vocabulary: Vocabulary | None = None,
     ) -> None:
+        """`vocabulary` names the stored concepts (tags); by default it is read, when first needed, from
+        `model_dir` (default: the model folder), and tags are empty if that folder has none."""
         if hybrid_graph not in HYBRID_GRAPHS:
             raise BadParameter(f"hybrid_graph {hybrid_graph!r} is not one of {', '.join(HYBRID_GRAPHS)}")
         self.hybrid_graph = hybrid_graph
@@ -78,8 +94,13 @@ class Searcher:
         self._pooled: dict[str, Pooled] = {}  # encoder version → the pool of its small segments
         self._cache: dict[str, Segment] = {}
         self.live = LiveSet()
-        self._prefixes: dict[str, dict[str, np.ndarray]] = {}  # segment name → prefix → row mask
-        self._views: dict[str, dict[str, tuple[np.ndarray, Segment]]] = {}  # … → (rows, their vectors)
+        self._prefixes: dict[str, dict[Filter, np.ndarray]] = {}  # segment name → filter → row mask
+        self._views: dict[str, dict[Filter, tuple[np.ndarray, Segment]]] = {}  # … → (rows, their vectors)
+        self.model_dir = model_dir
+        self._vocabulary = vocabulary
+        self._vocabulary_read = vocabulary is not None
+        self._tag_ids: dict[str, tuple[int, ...]] = {}  # tag_name(class name) → its class ids
+        self._names: list[str] = []  # the vocabulary's class names, by id
         self._buckets: list[str] = []
         self._etag: str | None = None
         self._checked = 0.0
@@ -152,6 +173,52 @@ class Searcher:
                     total += int(graph.serialized_length)
         return total
 
+    # --- tags ---------------------------------------------------------------------------------------
+
+    def vocabulary(self) -> Vocabulary | None:
+        """The concepts' names (read once, when first needed), or None if the model folder has none."""
+        if not self._vocabulary_read:
+            with self._lock:
+                if not self._vocabulary_read:
+                    model_dir = self.model_dir or default_model_dir()
+                    try:
+                        self._vocabulary = Vocabulary.load(model_dir, ModelSpec.load(model_dir))
+                    except ImgSearchError:  # no model manifest, no vocabulary, or an unreadable one
+                        self._vocabulary = None
+                    self._vocabulary_read = True
+        return self._vocabulary
+
+    def tag_ids(self, tag: str) -> tuple[int, ...]:
+        """The class ids a tag names (a few names, such as 'crane', name two classes)."""
+        vocabulary = self.vocabulary()
+        if vocabulary is None:
+            raise BadParameter(
+                "tags need the model's concept vocabulary, and this model folder has none: "
+                "rebuild the model with `imgsearch build-model`"
+            )
+        if not self._tag_ids:
+            ids: dict[str, list[int]] = {}
+            for concept in vocabulary.concepts:
+                ids.setdefault(tag_name(concept.name), []).append(concept.id)
+            self._tag_ids = {name: tuple(found) for name, found in ids.items()}
+        found = self._tag_ids.get(tag_name(tag))
+        if not found:
+            raise BadParameter(
+                f"unknown tag {tag!r}: tags are ImageNet class names such as 'golden retriever' or 'tabby' "
+                "(the `tags` of search results show them)"
+            )
+        return found
+
+    def _tags(self, segment: Segment, row: int) -> tuple[tuple[str, float], ...]:
+        if segment.concepts is None:
+            return ()
+        vocabulary = self.vocabulary()
+        if vocabulary is None:
+            return ()
+        if len(self._names) != len(vocabulary):
+            self._names = vocabulary.names
+        return segment.concepts.tags(row, self._names)
+
     # --- queries ----------------------------------------------------------------------------------
 
     def search(
@@ -164,6 +231,7 @@ class Searcher:
         prefix: str | None = None,
         offset: int = 0,
         exact: bool = False,
+        tag: str | None = None,
     ) -> list[list[Hit]]:
         """Top-k hits for each raw embedding (rows of the model's output), best first."""
         queries = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
@@ -184,6 +252,7 @@ class Searcher:
             prefix=prefix,
             offset=offset,
             exact=exact,
+            tag=tag,
         )
 
     def search_direction(
@@ -196,6 +265,7 @@ class Searcher:
         prefix: str | None = None,
         offset: int = 0,
         exact: bool = False,
+        tag: str | None = None,
     ) -> list[list[Hit]]:
         """Top-k hits for directions in the raw embedding space (a text query's concept direction).
 
@@ -214,7 +284,15 @@ class Searcher:
             return encoded[version]
 
         return self._search(
-            encode, len(wanted), k=k, metric=metric, min_score=min_score, prefix=prefix, offset=offset, exact=exact
+            encode,
+            len(wanted),
+            k=k,
+            metric=metric,
+            min_score=min_score,
+            prefix=prefix,
+            offset=offset,
+            exact=exact,
+            tag=tag,
         )
 
     def search_key(
@@ -228,6 +306,7 @@ class Searcher:
         prefix: str | None = None,
         offset: int = 0,
         exact: bool = False,
+        tag: str | None = None,
     ) -> list[Hit]:
         """ "More like this": search with the stored vectors of an indexed object."""
         self.refresh()
@@ -244,6 +323,7 @@ class Searcher:
                 prefix=prefix,
                 offset=offset,
                 exact=exact,
+                tag=tag,
             )[0]
         # Segments with other encoders: re-encode from the raw embedding (read once, then cached).
         if segment.raw is None:
@@ -251,7 +331,7 @@ class Searcher:
             segment.raw = self.index.load_raw(info)
         raw = segment.raw[row : row + 1].astype(np.float32)
         return self.search(
-            raw, k=k, metric=metric, min_score=min_score, prefix=prefix, offset=offset, exact=exact
+            raw, k=k, metric=metric, min_score=min_score, prefix=prefix, offset=offset, exact=exact, tag=tag
         )[0]
 
     def _search(
@@ -265,8 +345,12 @@ class Searcher:
         prefix: str | None,
         offset: int,
         exact: bool,
+        tag: str | None = None,
     ) -> list[list[Hit]]:
-        SearchOptions(k=k, metric=metric, min_score=min_score, prefix=prefix, offset=offset, exact=exact)
+        SearchOptions(k=k, metric=metric, min_score=min_score, prefix=prefix, offset=offset, exact=exact, tag=tag)
+        if tag is not None:
+            self.tag_ids(tag)  # an unknown tag is an error, not an empty page
+        filtered: Filter | None = (prefix or None, tag_name(tag) if tag else None) if prefix or tag else None
         self.refresh()
         if n == 0:
             return []  # no query vector (every query image was unreadable): nothing to search
@@ -286,12 +370,12 @@ class Searcher:
             segment = live.segment
             floats, codes = encode(segment.encoder)
             allowed = live.alive
-            if prefix:
-                allowed = allowed & self._prefix_mask(segment, prefix)
+            if filtered:
+                allowed = allowed & self._filter_mask(segment, filtered)
                 if not allowed.any():
-                    return None  # no row here matches the prefix
+                    return None  # no row here matches the prefix and tag
             rows, scores = self._segment_search(
-                segment, allowed, live.dead, floats, codes, want, pool, metric, exact, prefix
+                segment, allowed, live.dead, floats, codes, want, pool, metric, exact, filtered
             )
             return np.full(rows.shape, pos), rows, scores
 
@@ -299,15 +383,15 @@ class Searcher:
             lives = [self.live.segments[pos] for pos, _ in group.members]
             floats, codes = encode(group.segment.encoder)
             allowed = np.concatenate([live.alive for live in lives])
-            if prefix:
-                allowed &= np.concatenate([self._prefix_mask(s, prefix) for _, s in group.members])
+            if filtered:
+                allowed &= np.concatenate([self._filter_mask(s, filtered) for _, s in group.members])
                 if not allowed.any():
                     return None
             # as many Hamming candidates in all as the members would each have taken (hybrid)
             members_pool = sum(max(pool, int(np.ceil(len(s) * POOL_FRACTION))) for _, s in group.members)
             dead = sum(live.dead for live in lives)
             rows, scores = self._segment_search(
-                group.segment, allowed, dead, floats, codes, want, members_pool, metric, exact, prefix, keep_views=False
+                group.segment, allowed, dead, floats, codes, want, members_pool, metric, exact, filtered, keep_views=False
             )
             at = np.maximum(rows, 0)
             return np.where(rows >= 0, group.positions[at], -1), np.where(rows >= 0, group.rows[at], -1), scores
@@ -341,7 +425,8 @@ class Searcher:
                 score = round(min(max(float(raw_score), -1.0), 1.0), 6)
                 if min_score is not None and score < min_score:  # the score as reported
                     break
-                table = self.live.segments[pos].segment.table
+                segment = self.live.segments[pos].segment
+                table = segment.table
                 hits.append(
                     Hit(
                         key=table.keys[row],
@@ -349,6 +434,7 @@ class Searcher:
                         bucket=table.bucket(row),
                         etag=table.etags[row],
                         size=int(table.sizes[row]),
+                        tags=self._tags(segment, row),
                     )
                 )
             results.append(hits)
@@ -365,11 +451,11 @@ class Searcher:
         pool: int,
         metric: str,
         exact: bool,
-        prefix: str | None,
+        filtered: Filter | None,
         *,
         keep_views: bool = True,
     ) -> tuple[np.ndarray, np.ndarray]:
-        subset = np.flatnonzero(allowed) if prefix else None
+        subset = np.flatnonzero(allowed) if filtered else None
         if subset is not None:
             fraction = len(subset) / max(1, len(segment))
             if segment.has_hnsw and not exact and fraction >= GRAPH_FILTER_FRACTION:
@@ -378,10 +464,10 @@ class Searcher:
                 rows, scores = _only(allowed, *self._rank(segment, floats, codes, stretch, stretch, metric, exact, 0))
                 if ((rows >= 0).sum(axis=1) >= want).all():
                     return rows, scores
-            # A selective filter (or too few hits above): search exactly within the prefix's rows (their
+            # A selective filter (or too few hits above): search exactly within the filter's rows (their
             # vectors kept for the next query), asking for as many more as are dead among them.
             if keep_views:
-                matching, view = self._prefix_view(segment, prefix)  # type: ignore[arg-type]
+                matching, view = self._filter_view(segment, filtered)  # type: ignore[arg-type]
             else:  # a pool of small segments: its rows are few, and the pool changes with every append
                 matching, view = subset, segment.subset(subset)
             hidden = len(matching) - len(subset)
@@ -418,14 +504,20 @@ class Searcher:
             scores[q, valid] = segment.cosine(rows[q][valid], floats[q])
         return rows, scores
 
-    def _prefix_mask(self, segment: Segment, prefix: str) -> np.ndarray:
-        """Rows of a segment whose key starts with prefix; the last few prefixes are kept per segment."""
+    def _filter_mask(self, segment: Segment, filtered: Filter) -> np.ndarray:
+        """Rows of a segment whose key starts with the prefix and whose stored top concepts include the
+        tag (at least concepts.TAG_MIN); the last few filters are kept per segment."""
         masks = self._prefixes.setdefault(segment.name, {})
-        if prefix not in masks:
+        if filtered not in masks:
             if len(masks) >= PREFIX_CACHE:
                 masks.pop(next(iter(masks)))
-            masks[prefix] = segment.table.keys.startswith(prefix)
-        return masks[prefix]
+            prefix, tag = filtered
+            mask = segment.table.keys.startswith(prefix) if prefix else np.ones(len(segment), bool)
+            if tag:  # a segment without stored concepts has no tagged rows
+                tagged = np.zeros(len(segment), bool) if segment.concepts is None else segment.concepts.tagged(self.tag_ids(tag))
+                mask = mask & tagged
+            masks[filtered] = mask
+        return masks[filtered]
 
     def _pools(self, todo: list[tuple[int, Live]]) -> list[Pooled]:
         """Pools of the small exhaustive segments, one per encoder version with at least two (kept until
@@ -446,15 +538,15 @@ class Searcher:
             pools.append(self._pooled[version])
         return pools
 
-    def _prefix_view(self, segment: Segment, prefix: str) -> tuple[np.ndarray, Segment]:
-        """The rows of a segment under a prefix and a small exhaustive segment of them (last few kept)."""
+    def _filter_view(self, segment: Segment, filtered: Filter) -> tuple[np.ndarray, Segment]:
+        """The rows of a segment a filter keeps and a small exhaustive segment of them (last few kept)."""
         views = self._views.setdefault(segment.name, {})
-        if prefix not in views:
+        if filtered not in views:
             if len(views) >= PREFIX_VIEWS:
                 views.pop(next(iter(views)))
-            rows = np.flatnonzero(self._prefix_mask(segment, prefix))
-            views[prefix] = (rows, segment.subset(rows))
-        return views[prefix]
+            rows = np.flatnonzero(self._filter_mask(segment, filtered))
+            views[filtered] = (rows, segment.subset(rows))
+        return views[filtered]
 
     def _locate(self, key: str, bucket: str | None) -> tuple[int, int]:
         if bucket is not None:

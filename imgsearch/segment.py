@@ -8,6 +8,11 @@ random rotation (stored beside it) and a per-vector scale: the rotation spreads 
 over every dimension, so 8 bits lose little (docs/BENCHMARKS.md, scale); its cosines rank and score
 the hits. Segments with a separate float16 matrix (earlier versions, and
 every segment too small for a graph) are read as before.
+
+A segment may also keep each image's top concepts (ImageNet classes, `concepts.TopConcepts`): members
+`concept_ids` (n × T uint16) and `concept_scores` (n × T uint8, probability × 255). Segments written
+without them (earlier ones, or by a model without class scores) have neither member and no tags; in a
+segment that has them, a row whose scores are all zero has none (a merge of segments with and without).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import numpy as np
 from usearch.index import Index
 from usearch.index import search as exact_search
 
+from .concepts import TopConcepts
 from .encode import Encoder
 from .keytable import SEQUENCER_WIDTH, KeyTable, normalise_sequencer, object_id
 from .npzmap import MappedNpz
@@ -90,6 +96,7 @@ class Segment:
     rotation: np.ndarray | None = None  # (dims, dims) float32: how an int8 graph's vectors were rotated
     raw: np.ndarray | None = None  # (n, dim_in) float16; not loaded on the query path
     mapped: MappedNpz | None = None  # the memory map the arrays live in (from_file), else None
+    concepts: TopConcepts | None = None  # each row's top classes (all-zero scores: none); None: not stored
 
     @property
     def ids(self) -> np.ndarray:
@@ -133,12 +140,18 @@ class Segment:
         float_dtype: str = GRAPH_DTYPE,
         threads: int = 0,
         name: str | None = None,
+        concepts: TopConcepts | None = None,
     ) -> Segment:
-        """Encode raw embeddings and, for a large enough segment, build its HNSW graphs."""
+        """Encode raw embeddings and, for a large enough segment, build its HNSW graphs.
+
+        `concepts` (one row per ref) are stored beside them; a segment without entries stores none.
+        """
         table = refs if isinstance(refs, KeyTable) else KeyTable.from_refs(refs)
         dead = tombstones if isinstance(tombstones, KeyTable) else KeyTable.from_refs(tombstones or [])
         if len(table) != len(raw):
             raise ValueError(f"{len(table)} refs for {len(raw)} embeddings")
+        if concepts is not None and (len(concepts) != len(table) or concepts.ids.shape != concepts.scores.shape):
+            raise ValueError(f"{len(table)} refs for {len(concepts)} rows of concepts")
         raw = np.asarray(raw).reshape(len(table), encoder.dim_in)
         if raw.dtype != np.float16:
             raw = raw.astype(np.float16)  # what is stored; encoding reads float32 a chunk at a time
@@ -157,6 +170,7 @@ class Segment:
             dead=dead,
             rejections=list(rejections or []),
             raw=raw,
+            concepts=_stored_concepts(concepts) if concepts is not None and len(table) else None,
         )
         if len(table) >= hnsw_min:
             segment.build_hnsw(float_dtype=float_dtype, threads=threads)
@@ -290,6 +304,8 @@ class Segment:
         }
         if self.rotation is not None:
             arrays["rotation"] = self.rotation
+        if self.concepts is not None:
+            arrays["concept_ids"], arrays["concept_scores"] = self.concepts.ids, self.concepts.scores
         if self.float_index is not None:
             arrays["float_index"] = np.frombuffer(self.float_index.save() or b"", dtype=np.uint8)
         if self.code_index is not None:
@@ -345,6 +361,9 @@ class Segment:
             rejections=[Rejection(**r) for r in _from_json_array(npz["rejections"])]
             if "rejections" in npz.files
             else [],
+            concepts=TopConcepts(npz["concept_ids"], npz["concept_scores"])
+            if "concept_ids" in npz.files and "concept_scores" in npz.files
+            else None,
         )
         tuning: dict[str, Any] = {"expansion_search": expansion_search} if expansion_search else {}
         if "float_index" in npz.files:
@@ -359,6 +378,13 @@ class Segment:
 
 
 NAME_TIME = "%Y%m%dT%H%M%S"  # segment names start with their UTC creation time, so they sort by age
+
+
+def _stored_concepts(concepts: TopConcepts) -> TopConcepts:
+    """Concepts as stored: C-contiguous uint16 ids and uint8 scores, two-dimensional."""
+    ids = np.ascontiguousarray(concepts.ids, dtype=np.uint16)
+    scores = np.ascontiguousarray(concepts.scores, dtype=np.uint8)
+    return TopConcepts(ids.reshape(len(ids), -1), scores.reshape(len(scores), -1))
 
 
 def table_ref(table: KeyTable, row: int) -> ObjectRef:

@@ -141,7 +141,7 @@ def test_search_json_prints_one_line_per_query_best_first_with_the_image_itself_
     for answer, key in zip(answers, ["stripes_2.png", "sub/deeper/rings_0.png"], strict=True):
         hits = answer["hits"]
         assert len(hits) == 5
-        assert set(hits[0]) == {"key", "score"}
+        assert set(hits[0]) == {"key", "score", "tags"}
         assert hits[0]["key"] == key
         assert hits[0]["score"] == pytest.approx(1.0, abs=2e-3)
         scores = [h["score"] for h in hits]
