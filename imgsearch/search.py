@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .concepts import Vocabulary
+from .encode import Encoder
 from .errors import BadParameter, ImgSearchError, KeyNotIndexed
 from .index import ImageIndex
 from .live import Live, LiveSet
@@ -40,6 +41,20 @@ Filter = tuple[str | None, str | None]  # (key prefix, tag as normalised by tag_
 @functools.cache
 def _threads() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="segment-search")
+
+
+def _encoding(
+    index: ImageIndex, encode: Callable[[Encoder], tuple[np.ndarray, np.ndarray]]
+) -> Callable[[str], tuple[np.ndarray, np.ndarray]]:
+    """version → (floats, codes) of the queries under that encoder version, computed once per version."""
+    done: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def encoded(version: str) -> tuple[np.ndarray, np.ndarray]:
+        if version not in done:
+            done[version] = encode(index.encoder(version))
+        return done[version]
+
+    return encoded
 
 
 def _only(allowed: np.ndarray, rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -235,16 +250,8 @@ class Searcher:
     ) -> list[list[Hit]]:
         """Top-k hits for each raw embedding (rows of the model's output), best first."""
         queries = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
-        encoded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-
-        def encode(version: str) -> tuple[np.ndarray, np.ndarray]:
-            if version not in encoded:
-                encoder = self.index.encoder(version)
-                encoded[version] = (encoder.floats(queries), encoder.codes(queries))
-            return encoded[version]
-
         return self._search(
-            encode,
+            _encoding(self.index, lambda encoder: (encoder.floats(queries), encoder.codes(queries))),
             len(queries),
             k=k,
             metric=metric,
@@ -273,18 +280,13 @@ class Searcher:
         so it projects onto the same direction in the float space (and the codes' hyperplanes).
         """
         wanted = np.atleast_2d(np.asarray(directions, dtype=np.float32))
-        encoded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
-        def encode(version: str) -> tuple[np.ndarray, np.ndarray]:
-            if version not in encoded:
-                encoder = self.index.encoder(version)
-                shifted = wanted + encoder.mean
-                floats = encoder.floats(wanted if encoder.projection is None else shifted)
-                encoded[version] = (floats, encoder.codes(shifted))
-            return encoded[version]
+        def along(encoder: Encoder) -> tuple[np.ndarray, np.ndarray]:
+            shifted = wanted + encoder.mean
+            return encoder.floats(wanted if encoder.projection is None else shifted), encoder.codes(shifted)
 
         return self._search(
-            encode,
+            _encoding(self.index, along),
             len(wanted),
             k=k,
             metric=metric,
