@@ -19,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from .concepts import TOP_K, TopConcepts
 from .encode import DEFAULT_BITS
 from .errors import BadParameter, IndexNotFound
 from .index import ImageIndex
@@ -43,22 +44,37 @@ class Batch:
     refs: list[ObjectRef] = field(default_factory=list)
     vectors: list[np.ndarray] = field(default_factory=list)
     content_types: list[str | None] = field(default_factory=list)
+    concept_parts: list[TopConcepts] = field(default_factory=list)  # per add (none: zero scores)
     deletes: list[ObjectRef] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
 
     def add(
-        self, refs: Sequence[ObjectRef], raw: np.ndarray, *, content_types: Sequence[str | None] | None = None
+        self,
+        refs: Sequence[ObjectRef],
+        raw: np.ndarray,
+        *,
+        content_types: Sequence[str | None] | None = None,
+        concepts: TopConcepts | None = None,
     ) -> None:
-        """Entries with their raw embeddings (one row per ref) and, if known, their content types."""
+        """Entries with their raw embeddings (one row per ref) and, if known, content types and concepts."""
         raw = np.asarray(raw)
         if len(refs) != len(raw):
             raise ValueError(f"{len(refs)} refs for {len(raw)} embeddings")
         if content_types is not None and len(content_types) != len(refs):
             raise ValueError(f"{len(content_types)} content types for {len(refs)} refs")
+        if concepts is not None and len(concepts) != len(refs):
+            raise ValueError(f"{len(concepts)} concept rows for {len(refs)} refs")
         if len(refs):
             self.refs.extend(refs)
             self.vectors.append(raw.reshape(len(refs), -1))
             self.content_types.extend(content_types if content_types is not None else [None] * len(refs))
+            self.concept_parts.append(concepts if concepts is not None else TopConcepts.none(len(refs), TOP_K))
+
+    def concepts(self) -> TopConcepts | None:
+        """Every entry's top concepts (rows added without are "none"), or None if no add had any."""
+        if not any(part.scores.any() for part in self.concept_parts):
+            return None
+        return TopConcepts.concat(self.concept_parts)
 
     def delete(self, ref: ObjectRef) -> None:
         self.deletes.append(ref)
@@ -144,7 +160,7 @@ class SegmentBackend:
     def write(self, batch: Batch) -> WriteResult:
         writer = BatchWriter(self.index)
         if batch.refs:
-            writer.add(batch.refs, batch.raw())
+            writer.add(batch.refs, batch.raw(), concepts=batch.concepts())
         for ref in batch.deletes:
             writer.delete(ref)
         writer.rejections.extend(batch.rejections)

@@ -610,6 +610,14 @@ def local_up_cmd(
         bool,
         typer.Option("--backfill", help="Backfill the bucket through the ingest queue once the stack runs."),
     ] = False,
+    index_backend: Annotated[
+        str,
+        typer.Option(
+            "--index-backend",
+            help="Where the index lives: segments (default) or s3vectors (an S3 Vectors index in moto; "
+            "no --data, no compaction).",
+        ),
+    ] = "segments",
 ) -> None:
     """Start moto's S3 + SQS on 127.0.0.1 wired like the AWS stack, run the handlers, serve the API and page."""
     from .local.stack import LocalStack, LocalStackError, Options
@@ -625,6 +633,7 @@ def local_up_cmd(
         log_level=log_level,
         existing=existing,
         backfill=backfill,
+        index_backend=index_backend,
     )
     try:
         LocalStack(options).run()

@@ -17,9 +17,13 @@ DIM = 64
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    """A moto server speaking real HTTP on 127.0.0.1 (an OS-chosen free port), for the whole session."""
+    """A moto server speaking real HTTP on 127.0.0.1 (an OS-chosen free port), for the whole session,
+    with S3 Vectors' QueryVectors added (imgsearch.local.s3vectors_query)."""
     from moto.server import ThreadedMotoServer
 
+    from imgsearch.local import s3vectors_query
+
+    s3vectors_query.install()  # S3 Vectors' QueryVectors: before the server's first S3 Vectors request
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

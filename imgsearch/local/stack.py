@@ -9,6 +9,10 @@ Names come from stacks/wiring.py and the stage settings from cdk.json (stacks/co
 sources the CDK app reads. With --data DIR the index lives in DIR/index (a local directory index) and
 every image is mirrored to DIR/images; the next start puts the mirror back into moto before the bucket
 notification exists, then re-sends only what the index lacks, so unchanged images are not re-embedded.
+
+With --index-backend s3vectors the index is an S3 Vectors index in moto (QueryVectors added by
+imgsearch.local.s3vectors_query), created as the CDK stack creates it; the handlers get INDEX_BACKEND and
+VECTOR_INDEX_ARN instead of INDEX_URI, and there is no compaction worker (docs/S3VECTORS.md).
 """
 
 from __future__ import annotations
@@ -52,6 +56,12 @@ class Options:
     log_level: str = "WARNING"
     existing: Path | None = None  # objects already in the bucket before deployment (no notifications)
     backfill: bool = False  # backfill the bucket through the ingest queue once everything runs
+    index_backend: str = "segments"  # or "s3vectors": an S3 Vectors index in moto (backend.BACKENDS)
+
+    @property
+    def vector_index(self) -> str:
+        """The S3 Vectors index of --index-backend s3vectors: vector bucket <bucket>-vectors, index images."""
+        return f"s3vectors://{self.bucket}-vectors/images"
 
 
 def repo_root() -> Path:
@@ -191,12 +201,28 @@ class LocalStack:
         for name, port in (("--s3-port", o.s3_port), ("--api-port", o.api_port)):
             if not port_free(port):
                 raise LocalStackError(f"{name} {port}: the port is in use on {HOST}; pick another one")
+        from ..backend import check_backend
+        from ..errors import BadParameter
+
+        try:
+            check_backend(o.index_backend)
+        except BadParameter as error:
+            raise LocalStackError(f"--index-backend: {error}") from None
+        vectors = o.index_backend == "s3vectors"
+        if vectors and o.data is not None:
+            raise LocalStackError(
+                "--data keeps a segment index on disk, but moto keeps S3 Vectors in memory: "
+                "drop --data, or use --index-backend segments"
+            )
         data = o.data.resolve() if o.data else None
         if data is not None:
             self._check_data_dir(data)
 
         self._isolate_environment()
         patch_moto_sequencer()
+        from .s3vectors_query import install as install_query_vectors
+
+        install_query_vectors()  # moto has S3 Vectors without QueryVectors; before the server's first request
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request lines
         from moto.server import ThreadedMotoServer
 
@@ -214,7 +240,11 @@ class LocalStack:
         self.s3 = s3 = boto3.client("s3", endpoint_url=self.endpoint, region_name=REGION)
         sqs = boto3.client("sqs", endpoint_url=self.endpoint, region_name=REGION)
         s3.create_bucket(Bucket=o.bucket)
-        if data is None:
+        self.vector_index_arn = ""
+        if vectors:
+            self.index_uri = ""  # no segment index: the functions get VECTOR_INDEX_ARN instead
+            self.vector_index_arn = self._create_vector_index(model_dir)
+        elif data is None:
             index_bucket = f"{o.bucket}-index"
             s3.create_bucket(Bucket=index_bucket)
             self.index_uri = wiring.index_uri(index_bucket)
@@ -265,12 +295,14 @@ class LocalStack:
             Bucket=o.bucket, NotificationConfiguration={"QueueConfigurations": queue_configs}
         )
 
+        backend = {"index_backend": o.index_backend, "vector_index_arn": self.vector_index_arn}
         environments = {
             wiring.INGEST: wiring.ingest_environment(
                 index_uri=self.index_uri,
                 code_bits=config.codeBits,
                 watch_prefixes=config.watched_prefixes,
                 watch_suffixes=config.watched_suffixes,
+                **backend,
             ),
             wiring.QUERY: wiring.query_environment(
                 index_uri=self.index_uri,
@@ -278,14 +310,18 @@ class LocalStack:
                 default_metric=config.defaultMetric,
                 presign_seconds=config.presignSeconds,
                 cors_origins=config.corsOrigins,
+                **backend,
             ),
-            wiring.COMPACT: wiring.compact_environment(index_uri=self.index_uri),
         }
+        if not vectors:  # S3 Vectors indexes itself: no compaction function (as the CDK stack)
+            environments[wiring.COMPACT] = wiring.compact_environment(index_uri=self.index_uri)
         base = dict(os.environ)
+        where = ("INDEX_URI", "INDEX_BACKEND", "VECTOR_INDEX_ARN")  # only the stack says where the index is
+        inherited = {name: value for name, value in base.items() if name not in where}
         for spec, environment in environments.items():
             os.environ.clear()
             os.environ.update(
-                {**base, **wiring.function_environment(spec, environment, model_dir=str(model_dir))}
+                {**inherited, **wiring.function_environment(spec, environment, model_dir=str(model_dir))}
             )
             try:
                 self.modules[spec.name] = importlib.import_module(spec.module)
@@ -310,13 +346,14 @@ class LocalStack:
         )
         self.ingest.start()
         self._stops.insert(0, self.ingest.stop)
-        compaction = CompactionWorker(
-            handler=getattr(self.modules["compact"], wiring.COMPACT.handler.rsplit(".", 1)[1]),
-            every=o.compact_every,
-            timeout_seconds=config.compactTimeoutSeconds,
-        )
-        compaction.start()
-        self._stops.insert(0, compaction.stop)
+        if "compact" in self.modules:
+            compaction = CompactionWorker(
+                handler=getattr(self.modules["compact"], wiring.COMPACT.handler.rsplit(".", 1)[1]),
+                every=o.compact_every,
+                timeout_seconds=config.compactTimeoutSeconds,
+            )
+            compaction.start()
+            self._stops.insert(0, compaction.stop)
 
         if data is not None:
             self._reconcile(restored)
@@ -338,6 +375,15 @@ class LocalStack:
         api.start()
         self._stops.insert(0, api.stop)
         self._banner()
+
+    def _create_vector_index(self, model_dir: Path) -> str:
+        """The S3 Vectors index of --index-backend s3vectors, made as the CDK stack makes it; its ARN."""
+        from ..modelspec import ModelSpec
+        from ..s3vectors import S3VectorsBackend
+
+        index = S3VectorsBackend.open(self.options.vector_index, endpoint_url=self.endpoint, region=REGION)
+        index.create(dimension=ModelSpec.load(model_dir).output_dim)
+        return str(index.info()["indexArn"])
 
     def _isolate_environment(self) -> None:
         """Fake credentials and moto's endpoint for every boto3 client, whatever the user's AWS set-up."""
@@ -518,7 +564,9 @@ class LocalStack:
                 )
 
             try:
-                known = Known.load(ImageIndex.open(self.index_uri))
+                # Same-ETag objects are skipped by what a segment index knows; on S3 Vectors every object is
+                # queued (the ordering rule skips what is already held).
+                known = Known.load(ImageIndex.open(self.index_uri)) if self.index_uri else None
                 done = backfill(
                     s3=self.s3,
                     queue=Queue(self.sqs, self.queue_url),
@@ -562,7 +610,7 @@ class LocalStack:
             f"  API           {self.api_url}   (x-api-key: {key})",
             f"  S3 + SQS      {self.endpoint}   (moto; any credentials)",
             f"  bucket        s3://{o.bucket}/",
-            f"  index         {self.index_uri}",
+            f"  index         {self.index_uri or o.vector_index + '  (S3 Vectors in moto)'}",
             f"  state         {where}",
             "",
             "upload an image:",

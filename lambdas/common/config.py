@@ -91,3 +91,17 @@ def bucket_name(name: str, *, env: Mapping[str, str] | None = None) -> str:
     if value.startswith("s3://") or "/" in value:
         raise ConfigError(f"{name}={value!r} must be a bare bucket name (no s3:// and no slash)")
     return value
+
+
+def vector_index_arn(name: str = "VECTOR_INDEX_ARN", *, env: Mapping[str, str] | None = None) -> str:
+    """An S3 Vectors index ARN (or `s3vectors://BUCKET/INDEX`), for INDEX_BACKEND=s3vectors."""
+    from imgsearch.errors import BadParameter
+    from imgsearch.s3vectors import VectorIndexRef
+
+    example = "arn:aws:s3vectors:us-east-1:123456789012:bucket/my-vectors/index/images"
+    value = required(name, example=example, env=env)
+    try:
+        VectorIndexRef.parse(value)
+    except BadParameter as error:
+        raise ConfigError(f"{name}={value!r}: {error}") from None
+    return value

@@ -1,7 +1,9 @@
-"""Ingest: S3 notifications (via SQS) → one segment per invocation, appended to the index by CAS.
+"""Ingest: S3 notifications (via SQS) → one write per invocation to the index backend.
 
 Each SQS record is handled on its own (a failure retries that record only); the images it names are
-fetched and collected, then the whole invocation's good images and deletes become one segment.
+fetched and collected, then the whole invocation's good images and deletes become one batch: one
+segment appended by CAS (INDEX_BACKEND=segments, the default) or PutVectors / DeleteVectors under the
+ordering rule (INDEX_BACKEND=s3vectors, docs/S3VECTORS.md).
 A non-image, corrupt or empty object is a recorded rejection, not a failure: retrying cannot fix it.
 """
 
@@ -21,18 +23,19 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
+from imgsearch.backend import BACKENDS, Batch, open_backend
 from imgsearch.embed import Embedder
 from imgsearch.encode import DEFAULT_BITS
-from imgsearch.index import ImageIndex
 from imgsearch.manifest import Manifest
 from imgsearch.segment import ObjectRef
-from imgsearch.writer import BatchWriter
 from lambdas.common import config
 from lambdas.common.s3events import CREATED, parse_body
 
 # --- cold start: configuration, model, index ------------------------------------------------------
 
-INDEX_URI = config.index_uri()
+INDEX_BACKEND = config.choice("INDEX_BACKEND", "segments", BACKENDS)
+# The one place the backend is chosen: a segment index (INDEX_URI) or an S3 Vectors index (VECTOR_INDEX_ARN).
+INDEX_LOCATION = config.vector_index_arn() if INDEX_BACKEND == "s3vectors" else config.index_uri()
 MODEL_DIR = config.required("MODEL_DIR", example="/opt/model")
 CODE_BITS = config.integer("CODE_BITS", DEFAULT_BITS, low=8, high=4096)
 if CODE_BITS % 8:
@@ -49,15 +52,15 @@ processor = BatchProcessor(event_type=EventType.SQS)
 s3 = boto3.client("s3")
 lambda_client = boto3.client("lambda")
 embedder = Embedder.load(Path(MODEL_DIR))
-index = ImageIndex.open(INDEX_URI)
+backend = open_backend(INDEX_LOCATION)  # SegmentBackend(ImageIndex.open(...)) or S3VectorsBackend.open(...)
 _ensured = False
 
 
 @dataclass
 class Invocation:
-    """What one invocation collects: images still to embed, and the batch its single segment becomes."""
+    """What one invocation collects: images still to embed, and the batch its single write becomes."""
 
-    batch: BatchWriter
+    batch: Batch = field(default_factory=Batch)
     refs: list[ObjectRef] = field(default_factory=list)
     images: list[bytes] = field(default_factory=list)
 
@@ -65,9 +68,12 @@ class Invocation:
 def reject(work: Invocation, ref: ObjectRef, *, code: str, reason: str) -> None:
     """Record, log and count an object that will never be indexed (not a failure: retrying cannot help)."""
     work.batch.reject(ref, code=code, reason=reason)
-    logger.warning(
-        "image rejected", extra={"bucket": ref.bucket, "key": ref.key, "code": code, "reason": reason}
-    )
+    log_rejection(ref.bucket, ref.key, code=code, reason=reason)
+
+
+def log_rejection(bucket: str, key: str, *, code: str, reason: str) -> None:
+    """Log and count one rejection (the ImagesRejected metric, by reason)."""
+    logger.warning("image rejected", extra={"bucket": bucket, "key": key, "code": code, "reason": reason})
     with single_metric(
         name="ImagesRejected", unit=MetricUnit.Count, value=1, namespace=metrics.namespace
     ) as metric:
@@ -128,33 +134,40 @@ def record_handler(record: SQSRecord, work: Invocation) -> None:
 
 @tracer.capture_method
 def flush(work: Invocation) -> dict[str, Any]:
-    """Embed the collected images and write one segment (entries + tombstones). Raises to retry all."""
+    """Embed the collected images and write one batch (entries + deletes). Raises to retry all."""
     global _ensured
     if not work.images and not len(work.batch):
         return {"indexed": 0, "deleted": 0, "rejected": 0}
     if not _ensured:
-        index.ensure(embedder.spec, bits=CODE_BITS)  # creates the manifest on the first write; checks the model
+        # Segments: creates the manifest on the first write. Both: checks the model (its dimension).
+        backend.ensure(embedder.spec, bits=CODE_BITS)
         _ensured = True
     started = time.perf_counter()
-    vectors, failures, done = embedder.embed_stream(lambda i: work.images[i], len(work.images))
-    for failure in failures:
+    # One forward pass: the features and, when the model has its classifier head, each image's top concepts.
+    embedded = embedder.embed_all(lambda i: work.images[i], len(work.images), concepts=embedder.has_concepts)
+    for failure in embedded.failures:
         reject(work, work.refs[failure.index], code=failure.code, reason=failure.reason)
-    work.batch.add([work.refs[i] for i in done], vectors)
+    work.batch.add([work.refs[i] for i in embedded.indices], embedded.vectors, concepts=embedded.concepts)
     embed_ms = (time.perf_counter() - started) * 1000
-    # Rejections are written too (even alone), so `imgsearch info` and GET /health can show them.
-    written = work.batch.commit()
+    # Rejections are written too (even alone, on segments), so `imgsearch info` and GET /health show them.
+    written = backend.write(work.batch)
+    for refused in written.refused:  # entries the backend cannot store (e.g. a key too long for S3 Vectors)
+        log_rejection(refused.bucket, refused.key, code=refused.code, reason=refused.reason)
     metrics.add_metric(name="ImagesIndexed", unit=MetricUnit.Count, value=written.indexed)
     metrics.add_metric(name="ImagesDeleted", unit=MetricUnit.Count, value=written.deleted)
     metrics.add_metric(name="CasRetries", unit=MetricUnit.Count, value=written.retries)
+    metrics.add_metric(name="ChangesSkipped", unit=MetricUnit.Count, value=written.skipped)
     metrics.add_metric(name="EmbedMilliseconds", unit=MetricUnit.Milliseconds, value=embed_ms)
     summary = {
-        "segment": written.segment.name if written.segment else None,
+        "backend": backend.name,
+        "segment": written.segment,
         "indexed": written.indexed,
         "deleted": written.deleted,
         "rejected": written.rejected,
+        "skipped": written.skipped,
         "embed_ms": round(embed_ms, 1),
     }
-    logger.info("segment appended", extra=summary)
+    logger.info("batch written", extra=summary)
     if written.manifest is not None:
         request_compaction(written.manifest)
     return summary
@@ -195,12 +208,12 @@ def request_compaction(manifest: Manifest) -> bool:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    work = Invocation(BatchWriter(index))
+    work = Invocation()
     response: dict[str, Any] = process_partial_response(  # type: ignore[assignment]
         event=event,
         record_handler=lambda record: record_handler(record, work),
         processor=processor,
         context=context,
     )
-    flush(work)  # one segment per invocation; if it fails the invocation fails and SQS retries the batch
+    flush(work)  # one write per invocation; if it fails the invocation fails and SQS retries the batch
     return response

@@ -1,7 +1,9 @@
 """Query API (API Gateway REST proxy): search by image or by indexed key; answers with presigned URLs.
 
-Errors are domain exceptions mapped to HTTP answers in one place (`@app.exception_handler`), always as
-`{"error": {"code", "message"}}`; bad input is a 4xx, never a 5xx.
+The index is a segment index (INDEX_BACKEND=segments, the default) or Amazon S3 Vectors
+(INDEX_BACKEND=s3vectors: cosine only, offset + k at most 100, no counts; docs/S3VECTORS.md), chosen
+once at cold start. Errors are domain exceptions mapped to HTTP answers in one place
+(`@app.exception_handler`), always as `{"error": {"code", "message"}}`; bad input is a 4xx, never a 5xx.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
 import imgsearch
+from imgsearch.backend import BACKENDS, open_backend
 from imgsearch.embed import Embedder
 from imgsearch.errors import (
     BadParameter,
@@ -33,14 +36,15 @@ from imgsearch.errors import (
     KeyNotIndexed,
     ModelMismatch,
 )
-from imgsearch.index import ImageIndex
 from imgsearch.options import SearchOptions
-from imgsearch.search import MAX_K, METRICS, Hit, Searcher
+from imgsearch.search import MAX_K, METRICS, Hit
 from lambdas.common import config
 
-# --- cold start: configuration, model, searcher ---------------------------------------------------
+# --- cold start: configuration, model, index backend ----------------------------------------------
 
-INDEX_URI = config.index_uri()
+INDEX_BACKEND = config.choice("INDEX_BACKEND", "segments", BACKENDS)
+# The one place the backend is chosen: a segment index (INDEX_URI) or an S3 Vectors index (VECTOR_INDEX_ARN).
+INDEX_LOCATION = config.vector_index_arn() if INDEX_BACKEND == "s3vectors" else config.index_uri()
 IMAGES_BUCKET = config.bucket_name("IMAGES_BUCKET")
 MODEL_DIR = config.required("MODEL_DIR", example="/opt/model")
 PRESIGN_SECONDS = config.integer("PRESIGN_SECONDS", 900, low=1, high=7 * 24 * 3600)
@@ -64,8 +68,8 @@ app = APIGatewayRestResolver(
 )
 s3 = boto3.client("s3", config=Config(signature_version="s3v4"))
 embedder = Embedder.load(Path(MODEL_DIR))
-index = ImageIndex.open(INDEX_URI)
-searcher = Searcher(index, refresh_seconds=REFRESH_SECONDS)
+# SegmentBackend(ImageIndex.open(...), refresh_seconds=...) or S3VectorsBackend.open(..., bucket=IMAGES_BUCKET)
+backend = open_backend(INDEX_LOCATION, bucket=IMAGES_BUCKET, refresh_seconds=REFRESH_SECONDS)
 
 
 class UnsupportedMediaType(ImgSearchError):
@@ -168,17 +172,23 @@ def presign(hit: Hit) -> str:
     return url
 
 
+def index_version() -> int:
+    """The manifest generation the search ran on (segments); 0 for an index without versions (S3 Vectors)."""
+    searcher = getattr(backend, "searcher", None)
+    manifest = searcher.manifest if searcher is not None else None
+    return manifest.generation if manifest else 0
+
+
 def answer(hits: list[Hit], options: SearchOptions, started: float) -> dict[str, Any]:
     took_ms = round((time.perf_counter() - started) * 1000, 1)
     metrics.add_metric(name="QueryMilliseconds", unit=MetricUnit.Milliseconds, value=took_ms)
-    manifest = searcher.manifest
     return {
         "results": [
             {"key": h.key, "score": h.score, "url": presign(h), "size": h.size, "etag": h.etag} for h in hits
         ],
         "metric": options.metric,
         "k": options.k,
-        "index_version": manifest.generation if manifest else 0,
+        "index_version": index_version(),
         "took_ms": took_ms,
     }
 
@@ -199,9 +209,9 @@ def search() -> dict[str, Any]:
     image, key = parse_query()
     if key is not None:
         logger.append_keys(query_key=key)
-        hits = searcher.search_key(key, bucket=IMAGES_BUCKET, **options.search_kwargs())
+        hits = backend.search_key(key, IMAGES_BUCKET, options)
     else:
-        hits = searcher.search(embed_query(image), **options.search_kwargs())[0]  # type: ignore[arg-type]
+        hits = backend.search(embed_query(image), options)[0]  # type: ignore[arg-type]
     return answer(hits, options, started)
 
 
@@ -215,7 +225,7 @@ def similar() -> dict[str, Any]:
     )
     logger.append_keys(query_key=key)
     options = search_options()
-    hits = searcher.search_key(key, bucket=IMAGES_BUCKET, **options.search_kwargs())
+    hits = backend.search_key(key, IMAGES_BUCKET, options)
     return answer(hits, options, started)
 
 
@@ -232,34 +242,10 @@ def page() -> Response:
 
 @app.get("/health")
 def health() -> dict[str, Any]:
+    """The index as the backend reports it (status empty / ok / missing; counts null on S3 Vectors), and the model."""
     spec = embedder.spec
     model = {"name": spec.name, "sha256": spec.sha256, "dim": spec.output_dim}
-    try:
-        searcher.refresh()
-    except IndexNotFound:
-        return {
-            "status": "empty",
-            "count": 0,
-            "entries": 0,
-            "segments": 0,
-            "rejected": 0,
-            "model": model,
-            "encoder": "",
-            "index_version": 0,
-        }
-    manifest = searcher.manifest
-    if manifest is None:  # refresh() either loads a manifest or raises IndexNotFound
-        raise IndexNotFound("no manifest loaded")
-    return {
-        "status": "ok",
-        "count": searcher.count,
-        "entries": manifest.count,
-        "segments": len(manifest.segments),
-        "rejected": manifest.rejected,
-        "model": model,
-        "encoder": manifest.encoder,
-        "index_version": manifest.generation,
-    }
+    return {**backend.health(), "model": model}
 
 
 # --- errors: one place --------------------------------------------------------------------------------

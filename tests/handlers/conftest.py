@@ -1,16 +1,24 @@
 """A local AWS for the handlers: moto's server on 127.0.0.1 with the images bucket, the index bucket,
 the ingest queue and the S3 → SQS notification, and the real handlers imported against it.
 
+The `aws` fixture runs a test once per index backend (`[segments]`, `[s3vectors]`): the ingest and query
+handlers are imported twice, once with INDEX_URI (segments) and once with INDEX_BACKEND=s3vectors and
+VECTOR_INDEX_ARN (an S3 Vectors index in the same moto server). What S3 Vectors does differently is
+marked: `segments_only(reason)` and `s3vectors_only` (docs/S3VECTORS.md, "When to choose").
+
 Everything here is package-scoped: the environment it sets is restored before other test packages run.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib
+import importlib.util
 import json
 import os
 import socket
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +35,18 @@ from imgsearch.modelspec import default_model_dir
 from ..imagegen import synthetic_image
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
+ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
+BACKENDS = ("segments", "s3vectors")
+VECTOR_INDEX = "s3vectors://imgsearch-vectors-test/images"
+
+
+def segments_only(reason: str) -> pytest.MarkDecorator:
+    """Run a test on the segment backend only; the id says what S3 Vectors does instead."""
+    return pytest.mark.parametrize("backend", [pytest.param("segments", id=f"segments-only: {reason}")])
+
+
+s3vectors_only = pytest.mark.parametrize("backend", ["s3vectors"])
 
 
 def load_event(name: str) -> dict[str, Any]:
@@ -72,7 +91,8 @@ class LocalAws:
     sqs: Any
     ingest: ModuleType
     query: ModuleType
-    compact: ModuleType
+    compact: ModuleType  # the segment index's compaction (the s3vectors stack has none)
+    backend: str = "segments"
 
     # --- S3 → SQS → ingest -------------------------------------------------------------------------
 
@@ -112,6 +132,14 @@ class LocalAws:
     def ingest_queue(self) -> dict[str, Any]:
         """Deliver everything waiting in the queue to the ingest handler as one batch."""
         return self.ingest_records(self.drain())
+
+    def count(self) -> int:
+        """Live images: GET /health's count, or (S3 Vectors, whose count is null) every vector listed."""
+        status, health = self.api("apigw_rest_health.json")
+        assert status == 200, health
+        if health["count"] is None:
+            return int(self.query.backend.scan_count())
+        return int(health["count"])
 
     # --- API Gateway → query -----------------------------------------------------------------------
 
@@ -177,10 +205,32 @@ def s3_event(
     return record
 
 
+def load_handler(name: str, environment: dict[str, str], *, suffix: str) -> ModuleType:
+    """lambdas/<name>/handler.py imported as a module of its own (lambdas.<name>.handler_<suffix>), with
+    these environment variables during its cold start: a second copy next to the usual one."""
+    module_name = f"lambdas.{name}.handler_{suffix}"
+    spec = importlib.util.spec_from_file_location(module_name, ROOT / "lambdas" / name / "handler.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(environment)
+    sys.modules[module_name] = module  # dataclasses look their module up while the class is built
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return module
+
+
 @pytest.fixture(scope="package")
 def local_aws() -> Iterator[LocalAws]:
     from moto.server import ThreadedMotoServer
 
+    from imgsearch.local import s3vectors_query
+
+    s3vectors_query.install()  # before the server's first S3 Vectors request
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -247,17 +297,49 @@ def local_aws() -> Iterator[LocalAws]:
         server.stop()
 
 
-@pytest.fixture
-def aws(local_aws: LocalAws) -> LocalAws:
-    """The local AWS with empty buckets, an empty queue and fresh handler state."""
-    from imgsearch.search import Searcher
+@pytest.fixture(scope="package")
+def local_aws_s3vectors(local_aws: LocalAws) -> Iterator[LocalAws]:
+    """The same local AWS with ingest and query handlers on an S3 Vectors index (INDEX_BACKEND=s3vectors)."""
+    from imgsearch.modelspec import ModelSpec
+    from imgsearch.s3vectors import S3VectorsBackend
+    from stacks.wiring import backend_environment
 
-    for bucket in (local_aws.images_bucket, local_aws.index_bucket):
-        listed = local_aws.s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+    index = S3VectorsBackend.open(VECTOR_INDEX, endpoint_url=local_aws.endpoint, region=REGION)
+    index.create(dimension=ModelSpec.load(default_model_dir()).output_dim)
+    environment = {
+        **{name: value for name, value in os.environ.items() if name != "INDEX_URI"},
+        **backend_environment(index_backend="s3vectors", vector_index_arn=index.info()["indexArn"]),
+    }
+    modules = {name: load_handler(name, environment, suffix="s3vectors") for name in ("ingest", "query")}
+    yield dataclasses.replace(local_aws, **modules, backend="s3vectors")
+    for name in modules:
+        sys.modules.pop(f"lambdas.{name}.handler_s3vectors", None)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The index backend a test runs on (override with segments_only / s3vectors_only)."""
+    return str(request.param)
+
+
+@pytest.fixture
+def aws(backend: str, request: pytest.FixtureRequest) -> LocalAws:
+    """The local AWS on this backend with empty buckets, an empty index and queue, fresh handler state."""
+    from imgsearch.backend import SegmentBackend
+
+    local: LocalAws = request.getfixturevalue("local_aws" if backend == "segments" else "local_aws_s3vectors")
+    for bucket in (local.images_bucket, local.index_bucket):
+        listed = local.s3.list_objects_v2(Bucket=bucket).get("Contents", [])
         for obj in listed:
-            local_aws.s3.delete_object(Bucket=bucket, Key=obj["Key"])
-    local_aws.drain()
-    local_aws.ingest._ensured = False
-    local_aws.query.searcher = Searcher(local_aws.query.index, refresh_seconds=0)
-    local_aws.compact.index = local_aws.query.index.__class__.open(os.environ["INDEX_URI"])
-    return local_aws
+            local.s3.delete_object(Bucket=bucket, Key=obj["Key"])
+    local.drain()
+    local.ingest._ensured = False
+    if backend == "segments":
+        local.query.backend = SegmentBackend(local.query.backend.index, refresh_seconds=0)
+        local.compact.index = local.query.backend.index.__class__.open(os.environ["INDEX_URI"])
+    else:
+        vectors = local.query.backend
+        keys = list(vectors.keys())
+        for start in range(0, len(keys), 500):
+            vectors.client.delete_vectors(**vectors.where.params, keys=keys[start : start + 500])
+    return local

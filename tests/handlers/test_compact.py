@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from .conftest import FakeContext, LocalAws, load_event, make_image
+from .conftest import FakeContext, LocalAws, load_event, make_image, segments_only
+
+pytestmark = segments_only("no compaction")  # S3 Vectors indexes itself: no segments, no compaction
 
 
 def test_scheduled_compaction_folds_segments_and_drops_deleted_entries(aws: LocalAws) -> None:

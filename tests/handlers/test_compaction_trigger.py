@@ -8,7 +8,9 @@ from unittest.mock import MagicMock
 import pytest
 from botocore.exceptions import ClientError
 
-from .conftest import LocalAws, make_image
+from .conftest import LocalAws, make_image, segments_only
+
+pytestmark = segments_only("no compaction")  # S3 Vectors indexes itself: no segments, no compaction
 
 COMPACTION = "ImgSearch-dev-CompactionFunction-TEST"
 

@@ -43,3 +43,12 @@ def test_bucket_names_are_bare() -> None:
     with pytest.raises(ConfigError, match="bare bucket name"):
         config.bucket_name("IMAGES_BUCKET", env={"IMAGES_BUCKET": "s3://images"})
     assert config.flag("AUTO_FIT", True, env={"AUTO_FIT": "false"}) is False
+
+
+def test_vector_index_arn_names_the_variable_and_accepts_an_index_arn() -> None:
+    arn = "arn:aws:s3vectors:us-east-1:123456789012:bucket/my-vectors/index/images"
+    assert config.vector_index_arn(env={"VECTOR_INDEX_ARN": arn}) == arn
+    with pytest.raises(ConfigError, match=r"VECTOR_INDEX_ARN is not set.*arn:aws:s3vectors:"):
+        config.vector_index_arn(env={})
+    with pytest.raises(ConfigError, match=r"VECTOR_INDEX_ARN='s3://images/index'.*not an S3 Vectors index"):
+        config.vector_index_arn(env={"VECTOR_INDEX_ARN": "s3://images/index"})

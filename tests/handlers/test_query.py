@@ -1,4 +1,8 @@
-"""Query handler: routes, answers and the error contract (4xx for bad input, never 5xx)."""
+"""Query handler: routes, answers and the error contract (4xx for bad input, never 5xx).
+
+Each test runs on both index backends (segments, s3vectors) unless marked; what S3 Vectors does instead
+(no hamming, offset + k at most 100, null counts, no "empty" index) has a test of its own below.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from .conftest import LocalAws, make_image
+from .conftest import LocalAws, make_image, s3vectors_only, segments_only
 
 
 @pytest.fixture
@@ -82,11 +86,30 @@ def test_prefix_offset_and_min_score_filter_results(indexed: LocalAws) -> None:
     assert [h["key"] for h in body["results"]] == ["other/x.png"]
 
 
+@segments_only("counts are null")
 def test_health_reports_counts_model_and_encoder(indexed: LocalAws) -> None:
     status, body = indexed.api("apigw_rest_health.json")
     assert status == 200
     assert (body["status"], body["count"], body["entries"], body["segments"]) == ("ok", 4, 4, 1)
     assert body["model"]["dim"] == 1280 and body["encoder"].startswith("lsh-")
+    assert body["backend"] == "segments"
+
+
+@s3vectors_only
+def test_health_on_s3vectors_reports_the_vector_index_with_null_counts(indexed: LocalAws) -> None:
+    status, body = indexed.api("apigw_rest_health.json")
+    assert status == 200
+    assert (body["status"], body["backend"], body["count"], body["entries"], body["rejected"]) == (
+        "ok",
+        "s3vectors",
+        None,
+        None,
+        None,
+    )
+    assert body["vector_index"].startswith("s3vectors://")
+    assert body["dimension"] == body["model"]["dim"] == 1280
+    assert (body["segments"], body["index_version"], body["distance_metric"]) == (0, 0, "cosine")
+    assert indexed.count() == 4  # listing every vector: what /health leaves out (O(N) requests)
 
 
 @pytest.mark.parametrize(
@@ -170,12 +193,15 @@ def test_bad_input_is_a_4xx_with_an_error_body(
     assert body["error"]["message"]
 
 
+DEEP_PAGES = [{"k": "1000"}, {"offset": "10000"}]  # past S3 Vectors' top-K limit (offset + k <= 100)
+
+
 @pytest.mark.parametrize(
     "query",
     [
-        {"k": "1000"},
         {"k": "007"},
-        {"offset": "10000"},
+        {"k": "100"},
+        {"offset": "90"},
         {"min_score": "-1"},
         {"min_score": "1e-3"},
         {"prefix": ""},
@@ -187,6 +213,72 @@ def test_values_at_the_documented_bounds_are_accepted(indexed: LocalAws, query: 
     )
     assert status == 200, body
     assert body["k"] == (int(query["k"]) if "k" in query else 10)
+
+
+@segments_only("offset + k <= 100")
+@pytest.mark.parametrize("query", DEEP_PAGES)
+def test_deep_pages_at_the_documented_bounds_are_accepted(indexed: LocalAws, query: dict[str, str]) -> None:
+    status, body = indexed.api(
+        "apigw_rest_search_binary.json", body=make_image(102), content_type="image/png", query=query
+    )
+    assert status == 200, body
+    assert body["k"] == (int(query["k"]) if "k" in query else 10)
+
+
+@s3vectors_only
+@pytest.mark.parametrize("query", DEEP_PAGES)
+def test_deep_pages_past_the_top_k_limit_are_a_400_on_s3vectors(
+    indexed: LocalAws, query: dict[str, str]
+) -> None:
+    status, body = indexed.api(
+        "apigw_rest_search_binary.json", body=make_image(102), content_type="image/png", query=query
+    )
+    assert (status, body["error"]["code"]) == (400, "bad_parameter")
+    assert "offset + k <= 100" in body["error"]["message"]
+
+
+@segments_only("no binary codes")
+def test_hamming_ranks_by_the_binary_codes(indexed: LocalAws) -> None:
+    status, body = indexed.api(
+        "apigw_rest_search_binary.json",
+        body=make_image(102),
+        content_type="image/png",
+        query={"metric": "hamming"},
+    )
+    assert status == 200 and body["metric"] == "hamming" and body["results"][0]["key"] == "set/2.png"
+
+
+@s3vectors_only
+@pytest.mark.parametrize("route", ["search", "similar"])
+def test_hamming_on_s3vectors_is_a_400_saying_it_keeps_no_binary_codes(indexed: LocalAws, route: str) -> None:
+    if route == "search":
+        status, body = indexed.api(
+            "apigw_rest_search_binary.json",
+            body=make_image(102),
+            content_type="image/png",
+            query={"metric": "hamming"},
+        )
+    else:
+        status, body = indexed.api(
+            "apigw_rest_similar.json", path="/similar/set/0.png", key="set/0.png", query={"metric": "hamming"}
+        )
+    assert (status, body["error"]["code"]) == (400, "bad_parameter")
+    assert "keeps no binary codes" in body["error"]["message"] and "metric=cosine" in body["error"]["message"]
+
+
+@s3vectors_only
+def test_hybrid_on_s3vectors_ranks_by_cosine(indexed: LocalAws) -> None:
+    answers = [
+        indexed.api(
+            "apigw_rest_search_binary.json",
+            body=make_image(102),
+            content_type="image/png",
+            query={"metric": m},
+        )[1]
+        for m in ("hybrid", "cosine")
+    ]
+    hybrid, cosine = ([(h["key"], h["score"]) for h in a["results"]] for a in answers)
+    assert hybrid == cosine and answers[0]["metric"] == "hybrid"
 
 
 def test_a_query_parameter_given_twice_is_400(indexed: LocalAws) -> None:
@@ -278,7 +370,28 @@ def test_the_search_page_is_served_at_the_root_as_html(aws: LocalAws) -> None:
     assert "x-api-key" in response["body"]
 
 
+@segments_only("an empty vector index answers 200")
 def test_search_before_anything_is_indexed_is_503_not_ready(aws: LocalAws) -> None:
+    status, body = aws.api("apigw_rest_search_binary.json", body=make_image(1), content_type="image/png")
+    assert (status, body["error"]["code"]) == (503, "index_not_ready")
+
+
+@s3vectors_only
+def test_search_on_an_empty_vector_index_answers_no_results(aws: LocalAws) -> None:
+    status, body = aws.api("apigw_rest_search_binary.json", body=make_image(1), content_type="image/png")
+    assert (status, body["results"], body["index_version"]) == (200, [], 0)
+
+
+@s3vectors_only
+def test_a_missing_vector_index_is_health_missing_and_search_503(aws: LocalAws, monkeypatch) -> None:
+    from imgsearch.s3vectors import S3VectorsBackend, VectorIndexRef
+
+    real = aws.query.backend
+    gone = VectorIndexRef(real.where.bucket, "no-such-index")
+    monkeypatch.setattr(aws.query, "backend", S3VectorsBackend(gone, client=real.client, bucket=real.bucket))
+    status, body = aws.api("apigw_rest_health.json")
+    assert (status, body["status"], body["backend"]) == (200, "missing", "s3vectors")
+    assert "no S3 Vectors index" in body["message"]
     status, body = aws.api("apigw_rest_search_binary.json", body=make_image(1), content_type="image/png")
     assert (status, body["error"]["code"]) == (503, "index_not_ready")
 
@@ -287,7 +400,7 @@ def test_unexpected_error_is_500_without_internals(indexed: LocalAws, monkeypatc
     def boom(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(indexed.query.searcher, "search", boom)
+    monkeypatch.setattr(indexed.query.backend, "search", boom)
     status, body = indexed.api("apigw_rest_search_binary.json", body=make_image(1), content_type="image/png")
     assert (status, body["error"]["code"]) == (500, "internal")
     assert "secret" not in body["error"]["message"]

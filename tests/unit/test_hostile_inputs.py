@@ -303,7 +303,7 @@ def test_ingest_reads_at_most_the_limit_and_rejects_a_body_larger_than_its_event
     message["Records"][0]["s3"]["object"]["size"] = 500  # what the event says
     record["body"] = json.dumps(message)
 
-    work = ingest.Invocation(ingest.BatchWriter(ingest.index))
+    work = ingest.Invocation()
     ingest.record_handler(SQSRecord(record), work)
 
     assert body.asked == [1001]  # the limit + 1, never the whole body
