@@ -30,6 +30,7 @@ EXPANSION_SEARCH = 256  # USearch's default 64 loses recall on these vectors (do
 OVERSAMPLE = 10  # hybrid: Hamming candidates per wanted result, re-ranked by cosine
 MIN_CANDIDATES = 100
 POOL_FRACTION = 1 / 200  # hybrid on an exhaustively searched segment: at least this share as candidates
+FULL_RERANK = 4  # … and when the candidates are at least a quarter of its rows, every row ranked by cosine
 GRAPH_FILTER_FRACTION = 0.05  # a prefix matching at least this share of a graph segment is post-filtered
 HYBRID_GRAPHS = ("floats", "codes")  # what hybrid searches on a segment with an HNSW graph
 PREFIX_CACHE = 8  # filter masks (prefix and/or tag) kept per segment (one byte per row each)
@@ -499,6 +500,8 @@ class Searcher:
             return rows, 1.0 - distances / (segment.codes.shape[1] * 8)
         if not graph:
             pool = max(pool, int(np.ceil(n * POOL_FRACTION)))  # a scan costs the same: take more
+            if (pool + dead) * FULL_RERANK >= n:  # re-ranking most rows: rank them all by cosine at once
+                return segment.search_floats(floats, min(want + dead, n), exact=True)
         rows, _ = segment.search_codes(codes, min(pool + dead, n), exact=exact)
         scores = np.full(rows.shape, -np.inf, dtype=np.float32)
         for q in range(len(rows)):
