@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,15 +128,16 @@ def launch(
     api_port: int | None = None,
     data: Path | None = None,
     compact_every: float = 5,
+    extra: Sequence[str] = (),
+    threads: int | None = 1,
+    ready_seconds: float | None = None,
 ) -> Stack:
-    """Start `imgsearch local up` (free ports unless given) and wait until GET /health answers."""
+    """Start `imgsearch local up` (free ports unless given; `extra` further options, e.g. --existing DIR)
+    and wait until GET /health answers. `threads` None leaves IMGSEARCH_THREADS as it is."""
     s3_port, api_port = s3_port or free_port(), api_port or free_port()
-    env = {
-        **os.environ,
-        "IMGSEARCH_LOCAL_PARENT_PID": str(os.getpid()),
-        "IMGSEARCH_THREADS": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = {**os.environ, "IMGSEARCH_LOCAL_PARENT_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1"}
+    if threads:
+        env["IMGSEARCH_THREADS"] = str(threads)
     command = [
         str(CLI), "local", "up",
         "--s3-port", str(s3_port),
@@ -143,7 +145,7 @@ def launch(
         "--api-key", API_KEY,
         "--bucket", bucket,
         "--compact-every", str(compact_every),
-    ] + (["--data", str(data)] if data is not None else [])
+    ] + (["--data", str(data)] if data is not None else []) + list(extra)
     with log.open("ab") as out:
         process = subprocess.Popen(
             command,
@@ -169,7 +171,7 @@ def launch(
             return False
 
     try:
-        running.wait_for(ready, "GET /health to answer", seconds=READY_SECONDS)
+        running.wait_for(ready, "GET /health to answer", seconds=ready_seconds or READY_SECONDS)
     except BaseException:
         stop(process)
         raise

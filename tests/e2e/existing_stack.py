@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 from stacks import wiring
-from tests.localstack import API_KEY, CLI, ROOT, Stack, free_port, stop
+from tests.localstack import API_KEY, CLI, ROOT, Stack, launch, stop
 
 __all__ = ["API_KEY", "CLI", "ROOT", "Stack", "aws_env", "launch_existing", "queue_url", "stop"]
 
@@ -28,39 +27,14 @@ def launch_existing(
     ready_seconds: float = 300,
 ) -> Stack:
     """Start `imgsearch local up --existing FOLDER` on free ports and wait until GET /health answers."""
-    s3_port, api_port = free_port(), free_port()
-    log = tmp / "stack.log"
-    env = {**os.environ, "IMGSEARCH_LOCAL_PARENT_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1"}
-    if threads:
-        env["IMGSEARCH_THREADS"] = str(threads)
-    command = [str(CLI), "local", "up", "--s3-port", str(s3_port), "--api-port", str(api_port)]
-    command += ["--api-key", API_KEY, "--bucket", bucket, "--compact-every", str(compact_every)]
-    command += ["--existing", str(existing)] + (["--backfill"] if backfill else [])
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
-        )
-    stack = Stack(
-        api=f"http://127.0.0.1:{api_port}",
-        s3_endpoint=f"http://127.0.0.1:{s3_port}",
+    return launch(
+        log=tmp / "stack.log",
         bucket=bucket,
-        key=API_KEY,
-        process=process,
-        log=log,
+        compact_every=compact_every,
+        extra=["--existing", str(existing)] + (["--backfill"] if backfill else []),
+        threads=threads,
+        ready_seconds=ready_seconds,
     )
-
-    def ready() -> bool:
-        try:
-            return stack.call("GET", "/health", timeout=5)[0] == 200
-        except OSError:
-            return False
-
-    try:
-        stack.wait_for(ready, "GET /health to answer", seconds=ready_seconds)
-    except BaseException:
-        stop(process)
-        raise
-    return stack
 
 
 def aws_env(tmp: Path) -> dict[str, str]:

@@ -1,24 +1,20 @@
 """End to end on the local stack with the S3 Vectors index backend (`--index-backend s3vectors`):
 S3 upload → notification → SQS → ingest handler → S3 Vectors (moto) → query handler → HTTP API.
 
-The stack runs in a process of its own, started through the library (`LocalStack(Options(...))`, what
-`imgsearch local up` calls), so it does not depend on the CLI's option; it stops like the CLI's stack
-(SIGTERM to its process group, and by itself if this test run dies).
+The stack runs as `imgsearch local up --index-backend s3vectors` (tests/localstack.py's launch), in a
+process group of its own that stops by itself if this test run dies.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
-from .conftest import API_KEY, ROOT, Stack, free_port, sample_images, stop
+from .conftest import Stack, free_port, launch, sample_images, stop
 
 pytestmark = pytest.mark.slow
 
@@ -26,57 +22,9 @@ COUNT = 6
 BUCKET = "e2e-vectors"
 READY_SECONDS = 120
 
-RUN = """
-import sys
-from pathlib import Path
-from imgsearch.local.stack import LocalStack, LocalStackError, Options
-
-s3_port, api_port, bucket, api_key = sys.argv[1:5]
-options = Options(
-    s3_port=int(s3_port), api_port=int(api_port), bucket=bucket, api_key=api_key, index_backend="s3vectors"
-)
-try:
-    LocalStack(options).run()
-except LocalStackError as error:
-    sys.exit(f"error: {error}")
-"""
-
-
 def launch_s3vectors(*, log: Path, bucket: str) -> Stack:
-    """The local stack on S3 Vectors in a subprocess (own process group); returns once GET /health answers."""
-    s3_port, api_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "IMGSEARCH_LOCAL_PARENT_PID": str(os.getpid()),
-        "IMGSEARCH_THREADS": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
-    command = [sys.executable, "-c", RUN, str(s3_port), str(api_port), bucket, API_KEY]
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
-        )
-    running = Stack(
-        api=f"http://127.0.0.1:{api_port}",
-        s3_endpoint=f"http://127.0.0.1:{s3_port}",
-        bucket=bucket,
-        key=API_KEY,
-        process=process,
-        log=log,
-    )
-
-    def ready() -> bool:
-        try:
-            return running.call("GET", "/health", timeout=5)[0] == 200
-        except OSError:
-            return False
-
-    try:
-        running.wait_for(ready, "GET /health to answer", seconds=READY_SECONDS)
-    except BaseException:
-        stop(process)
-        raise
-    return running
+    """`imgsearch local up --index-backend s3vectors` on free ports; returns once GET /health answers."""
+    return launch(log=log, bucket=bucket, extra=["--index-backend", "s3vectors"], ready_seconds=READY_SECONDS)
 
 
 @pytest.fixture(scope="module")
