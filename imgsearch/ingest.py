@@ -242,12 +242,17 @@ def _index_files(
         batch.add([refs[i] for i in embedded.indices], embedded.vectors, concepts=embedded.concepts)  # type: ignore[misc]
         _commit(batch, report)  # one segment per chunk (nothing for a chunk of failures only)
     if prune:
-        present = {f.key for f in files}
-        batch = BatchWriter(index)
-        for entry in known.entries(LOCAL_BUCKET):
-            if entry.key not in present:
-                batch.delete(entry)  # the entry's own sequencer: a tombstone wins the tie
-        _commit(batch, report)
+        _prune(index, known.entries(LOCAL_BUCKET), {f.key for f in files}, report)
+
+
+def _prune(index: ImageIndex, entries: Iterable[ObjectRef], present: set[str], report: IndexReport) -> None:
+    """Tombstones for the entries whose file or object is gone (the entry's own sequencer: a tombstone
+    wins the tie, so only that version is hidden)."""
+    batch = BatchWriter(index)
+    for entry in entries:
+        if entry.key not in present:
+            batch.delete(entry)
+    _commit(batch, report)
 
 
 def _index_objects(
@@ -282,11 +287,7 @@ def _index_objects(
     if pending:
         _index_chunk(index, embedder, source, s3, known, report, pending, limit, progress)
     if prune:
-        batch = BatchWriter(index)
-        for entry in known.entries(source.bucket, source.prefix):
-            if entry.key not in listed:
-                batch.delete(entry)  # the entry's own sequencer: a tombstone wins the tie
-        _commit(batch, report)
+        _prune(index, known.entries(source.bucket, source.prefix), listed, report)
 
 
 def _index_chunk(
