@@ -80,7 +80,13 @@ def answer_is_json_in_the_error_shape(response: Any) -> None:
 
 
 @schema.parametrize()
-@hypothesis.settings(deadline=None, suppress_health_check=list(hypothesis.HealthCheck), print_blob=False)
+# derandomize: the same cases on every run, so `make test` is reproducible; scripts/fuzz_api.py runs random
+# cases for as long as asked (docs/RELIABILITY.md). One random run here once reported a negative case
+# ("query violates additionalProperties" with the x-api-key header this call always sets) accepted with a
+# 200 that its reproduction did not show; it is kept as a note in docs/RELIABILITY.md, not hidden here.
+@hypothesis.settings(
+    deadline=None, suppress_health_check=list(hypothesis.HealthCheck), print_blob=False, derandomize=True
+)
 def test_the_api_keeps_its_contract(case: schemathesis.Case, fuzzed: Stack) -> None:
     response = case.call_and_validate(
         base_url=fuzzed.api, headers={"x-api-key": fuzzed.key}, checks=CHECKS, timeout=REQUEST_SECONDS
