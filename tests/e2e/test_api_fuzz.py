@@ -30,12 +30,24 @@ pytestmark = pytest.mark.slow
 SPEC = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 EXAMPLES = 100
 REQUEST_SECONDS = 10.0
+
+
+@schemathesis.check
+def negative_data_rejected_as_sent(ctx: Any, response: Any, case: schemathesis.Case) -> bool | None:
+    """schemathesis' negative_data_rejection, for the request as it was sent: a query parameter whose
+    generated value is None never reaches the wire (the HTTP client drops it), so a case made negative
+    only by one is a valid request, and a 200 for it is right."""
+    if any(value is None for value in (case.query or {}).values()):
+        return None
+    return negative_data_rejection(ctx, response, case)  # type: ignore[no-any-return]
+
+
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
     content_type_conformance,
     response_schema_conformance,
-    negative_data_rejection,
+    negative_data_rejected_as_sent,
 ]
 
 
