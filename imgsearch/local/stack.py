@@ -528,8 +528,8 @@ class LocalStack:
 
     # --- an existing bucket and its backfill ----------------------------------------------------------
 
-    def _put_existing(self, folder: Path) -> None:
-        """Objects that were in the bucket before the stack: put before the notification exists (no events)."""
+    def _upload(self, folder: Path) -> list[Any]:
+        """Every file under a folder put into the bucket (key = path relative to it); the files put."""
         from ..ingest import scan
 
         files = scan([folder])
@@ -540,6 +540,11 @@ class LocalStack:
                 Body=file.path.read_bytes(),
                 ContentType=content_type(file.key),
             )
+        return files
+
+    def _put_existing(self, folder: Path) -> None:
+        """Objects that were in the bucket before the stack: put before the notification exists (no events)."""
+        files = self._upload(folder)
         self.out(
             f"existing: {len(files)} object(s) from {folder} put into s3://{self.options.bucket}/ without "
             "notifications (not indexed until a backfill)"
@@ -587,16 +592,7 @@ class LocalStack:
     # --- seed and banner ----------------------------------------------------------------------------
 
     def _seed(self, folder: Path) -> None:
-        from ..ingest import scan
-
-        files = scan([folder])
-        for file in files:
-            self.s3.put_object(
-                Bucket=self.options.bucket,
-                Key=file.key,
-                Body=file.path.read_bytes(),
-                ContentType=content_type(file.key),
-            )
+        files = self._upload(folder)
         self.out(f"seeded {len(files)} file(s) from {folder} into s3://{self.options.bucket}/ (indexing now)")
 
     def _banner(self) -> None:
