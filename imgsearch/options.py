@@ -22,7 +22,7 @@ MAX_K = 1000
 
 MAX_OFFSET = 10_000  # paging stops here: a query never ranks more than MAX_K + MAX_OFFSET candidates
 MIN_SCORE_RANGE = (-1.0, 1.0)  # scores are cosine or 1 - normalised Hamming distance, clipped to [-1, 1]
-QUERY_PARAMETERS = ("k", "metric", "min_score", "prefix", "offset")  # what from_query accepts
+QUERY_PARAMETERS = ("k", "metric", "min_score", "prefix", "offset", "tag")  # what from_query accepts
 MAX_PREFIX_CHARS = 1024  # S3 keys are at most 1024 bytes
 MAX_TAG_CHARS = 100  # class names are far shorter; the Searcher checks the name against the vocabulary
 
@@ -102,6 +102,7 @@ class SearchOptions:
             offset=_whole_number("offset", values["offset"], low=0, high=MAX_OFFSET)
             if "offset" in values
             else 0,
+            tag=values.get("tag") or None,
         )
 
     def search_kwargs(self) -> dict[str, Any]:

@@ -510,6 +510,10 @@ class S3VectorsBackend:
         return self._search([float(x) for x in found[0]["data"]["float32"]], options, want)
 
     def _check(self, options: SearchOptions) -> int:
+        if options.tag:
+            raise BadParameter(
+                "tag filters are not available on the s3vectors index backend: it keeps no concept tags yet"
+            )
         if options.metric == "hamming":
             raise BadParameter(
                 "metric=hamming is not available on the s3vectors index backend: it keeps no binary codes; "

@@ -184,7 +184,15 @@ def answer(hits: list[Hit], options: SearchOptions, started: float) -> dict[str,
     metrics.add_metric(name="QueryMilliseconds", unit=MetricUnit.Milliseconds, value=took_ms)
     return {
         "results": [
-            {"key": h.key, "score": h.score, "url": presign(h), "size": h.size, "etag": h.etag} for h in hits
+            {
+                "key": h.key,
+                "score": h.score,
+                "url": presign(h),
+                "size": h.size,
+                "etag": h.etag,
+                "tags": [[name, score] for name, score in h.tags],
+            }
+            for h in hits
         ],
         "metric": options.metric,
         "k": options.k,

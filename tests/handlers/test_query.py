@@ -404,3 +404,29 @@ def test_unexpected_error_is_500_without_internals(indexed: LocalAws, monkeypatc
     status, body = indexed.api("apigw_rest_search_binary.json", body=make_image(1), content_type="image/png")
     assert (status, body["error"]["code"]) == (500, "internal")
     assert "secret" not in body["error"]["message"]
+
+
+@segments_only("concept tags live in segments; S3 Vectors refuses a tag filter (test below)")
+def test_hits_carry_tags_and_a_tag_filter_keeps_only_images_with_that_tag(indexed: LocalAws) -> None:
+    status, body = indexed.api("apigw_rest_similar.json", path="/similar/set/0.png", key="set/0.png", query={"k": "10"})
+    assert status == 200
+    tagged = [hit for hit in body["results"] if hit["tags"]]
+    assert tagged, "the indexed images carry their top concepts"
+    name = tagged[0]["tags"][0][0]
+    status, body = indexed.api(
+        "apigw_rest_similar.json", path="/similar/set/0.png", key="set/0.png", query={"k": "10", "tag": name}
+    )
+    assert status == 200 and body["results"]
+    assert all(name in [t[0] for t in hit["tags"]] for hit in body["results"])
+    status, body = indexed.api(
+        "apigw_rest_similar.json", path="/similar/set/0.png", key="set/0.png", query={"tag": "no such class"}
+    )
+    assert (status, body["error"]["code"]) == (400, "bad_parameter") and "unknown tag" in body["error"]["message"]
+
+
+@s3vectors_only
+def test_a_tag_filter_on_s3vectors_is_a_400_naming_the_backend(indexed: LocalAws) -> None:
+    status, body = indexed.api(
+        "apigw_rest_similar.json", path="/similar/set/0.png", key="set/0.png", query={"tag": "tabby"}
+    )
+    assert (status, body["error"]["code"]) == (400, "bad_parameter") and "s3vectors" in body["error"]["message"]
