@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from .options import SearchOptions
 from .search import Hit, Searcher
 from .segment import ObjectRef, Rejection
 from .writer import BatchWriter
+
+if TYPE_CHECKING:
+    from .text import TextQuery
 
 BACKENDS = ("segments", "s3vectors")
 S3VECTORS_SCHEME = "s3vectors://"
@@ -134,6 +137,19 @@ class IndexBackend(Protocol):
         """ "More like this": search with the stored vector of an indexed object (KeyNotIndexed if none)."""
         ...
 
+    def search_text(
+        self,
+        query: TextQuery,
+        options: SearchOptions,
+        *,
+        image: np.ndarray | None = None,
+        key: str | None = None,
+        bucket: str | None = None,
+    ) -> list[Hit]:
+        """Images for some words (`TextSearch.query`), alone or "like this image (a raw embedding) or this
+        indexed key, but <words>" (KeyNotIndexed for an unknown key)."""
+        ...
+
     def count(self) -> int | None:
         """Live entries, or None when the backend cannot count them cheaply (S3 Vectors)."""
         ...
@@ -179,6 +195,17 @@ class SegmentBackend:
 
     def search_key(self, key: str, bucket: str | None, options: SearchOptions) -> list[Hit]:
         return self.searcher.search_key(key, bucket=bucket, **options.search_kwargs())
+
+    def search_text(
+        self,
+        query: TextQuery,
+        options: SearchOptions,
+        *,
+        image: np.ndarray | None = None,
+        key: str | None = None,
+        bucket: str | None = None,
+    ) -> list[Hit]:
+        return self.searcher.search_text(query, image=image, key=key, bucket=bucket, **options.search_kwargs())
 
     def count(self) -> int:
         self.searcher.refresh()

@@ -6,7 +6,7 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from tqdm import tqdm
@@ -15,6 +15,9 @@ from .build_model import DEFAULT_INPUT_SIZE
 from .errors import BadParameter, ImgSearchError, InvalidImage, KeyNotIndexed
 from .index import ImageIndex
 from .search import Hit
+
+if TYPE_CHECKING:
+    from .text import TextQuery
 
 app = typer.Typer(
     help="Find images like this one: index folders or S3 prefixes, search by image or key.",
@@ -325,6 +328,13 @@ def search_cmd(
         list[str] | None,
         typer.Option("--text", help='Words to search for, e.g. --text "dog on a beach" (repeatable).'),
     ] = None,
+    with_text: Annotated[
+        str | None,
+        typer.Option(
+            "--with-text",
+            help='Words that go with every image or key query: "like this, but WORDS", e.g. --with-text "on a beach".',
+        ),
+    ] = None,
     k: Annotated[int, typer.Option("--k", help="Results per query (1 to 1000).")] = 10,
     metric: Annotated[str, typer.Option("--metric", help="hybrid | cosine | hamming.")] = "hybrid",
     min_score: Annotated[
@@ -342,14 +352,15 @@ def search_cmd(
     threads: ThreadsOpt = 0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Search with query images (embedded in batches), keys already in the index, or words (--text).
+    """Search with query images (embedded in batches), keys already in the index, or words (--text);
+    --with-text adds words to each image or key query ("like this, but on a beach").
 
     Each hit shows its tags: the image's top ImageNet classes with their probabilities.
     """
     from .embed import Embedder
     from .files import read_file
     from .index import check_model
-    from .options import SearchOptions
+    from .options import SearchOptions, checked_text
     from .search import Searcher
 
     try:
@@ -361,17 +372,22 @@ def search_cmd(
             searcher.tag_ids(tag)  # an unknown tag fails once, before any query
         searcher.refresh(force=True)
         queries, texts = list(queries or []), list(text or [])
+        if with_text is not None and not queries:
+            raise BadParameter("--with-text goes with image files or indexed keys: for words alone use --text")
         if not queries and not texts:
             raise BadParameter("give image files or indexed keys to search with, or words with --text")
         files = [q for q in queries if Path(q).is_file()]
         results: dict[str, list[Hit] | Exception] = {}
-        if texts:
+        extra: TextQuery | None = None
+        if texts or with_text is not None:
             from .text import TextSearch
 
             words = TextSearch.load(model_dir)
+            if with_text is not None:
+                extra = words.query(checked_text(with_text))  # unknown words fail once, before any query
             for phrase in texts:
                 try:
-                    results[phrase] = searcher.search_direction(words.text_vector(phrase), **options)[0]
+                    results[phrase] = searcher.search_text(words.query(checked_text(phrase)), **options)
                 except BadParameter as error:  # no concept matches these words
                     results[phrase] = error
         if files:
@@ -385,14 +401,19 @@ def search_cmd(
             vectors, failures, done = embedder.embed_stream(read, len(files))
             for failure in failures:
                 results[files[failure.index]] = InvalidImage(failure.reason)
-            for query, hits in zip(
-                [files[i] for i in done], searcher.search(vectors, **options), strict=True
-            ):
+            if extra is None:
+                ranked = searcher.search(vectors, **options)
+            else:
+                ranked = [searcher.search_text(extra, image=vector, **options) for vector in vectors]
+            for query, hits in zip([files[i] for i in done], ranked, strict=True):
                 results[query] = hits
         for query in queries:
             if query not in results:
                 try:
-                    results[query] = searcher.search_key(query, **options)
+                    if extra is None:
+                        results[query] = searcher.search_key(query, **options)
+                    else:
+                        results[query] = searcher.search_text(extra, key=query, **options)
                 except KeyNotIndexed:
                     results[query] = KeyNotIndexed(f"{query} is neither an image file nor an indexed key")
     except ImgSearchError as error:
@@ -408,17 +429,19 @@ def search_cmd(
             else:
                 typer.echo(f"error: {query}: {found}", err=True)
             continue
+        words_part = {"text": with_text} if extra is not None and query in queries else {}
         if as_json:
             typer.echo(
                 json.dumps(
                     {
                         "query": query,
+                        **words_part,
                         "hits": [{"key": h.key, "score": h.score, "tags": [list(t) for t in h.tags]} for h in found],
                     }
                 )
             )
         else:
-            typer.echo(query)
+            typer.echo(query + (f"  + {with_text!r}" if words_part else ""))
             for rank, hit in enumerate(found, start=offset + 1):
                 tags = ", ".join(f"{name} {p:.2f}" for name, p in hit.tags)
                 typer.echo(f"  {rank:3d}. {hit.score:.4f}  {hit.key}" + (f"  [{tags}]" if tags else ""))

@@ -48,6 +48,21 @@ class Encoder:
         x = np.asarray(embeddings, dtype=np.float32) - self.mean
         return np.packbits((x @ self.hashing) > 0, axis=1)
 
+    def direction(self, directions: np.ndarray) -> np.ndarray:
+        """Unit float vectors of directions in the embedding space (a text query's): projected without
+        subtracting the mean, since a direction is not a point."""
+        x = np.asarray(directions, dtype=np.float32)
+        return _normalise(x if self.projection is None else x @ self.projection)
+
+    def embedding_of(self, floats: np.ndarray) -> np.ndarray:
+        """Embeddings whose float vectors are (about) these: mean + r·(floats @ projectionᵀ), r = √(1 − |mean|²)
+        (exact for the codes' signs, which r does not change); the floats themselves without a projection."""
+        y = np.asarray(floats, dtype=np.float32)
+        if self.projection is None:
+            return y
+        radius = float(np.sqrt(max(1.0 - float(self.mean @ self.mean), 1e-6)))
+        return (self.mean + radius * (y @ self.projection.T)).astype(np.float32)
+
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
         arrays: dict[str, Any] = {"mean": self.mean, "hashing": self.hashing}

@@ -1,4 +1,5 @@
-"""Search options as one validated value: k, metric, min_score, prefix, offset, exact, tag.
+"""Search options as one validated value: k, metric, min_score, prefix, offset, exact, tag (and the
+words of a text query, `query_text`, which are the query rather than an option).
 
 Built by the query API from its query string (`SearchOptions.from_query`, strict: ASCII digits,
 finite numbers, bounds) and by the CLI from its typed options; both pass its fields to the Searcher.
@@ -22,7 +23,9 @@ MAX_K = 1000
 
 MAX_OFFSET = 10_000  # paging stops here: a query never ranks more than MAX_K + MAX_OFFSET candidates
 MIN_SCORE_RANGE = (-1.0, 1.0)  # scores are cosine or 1 - normalised Hamming distance, clipped to [-1, 1]
-QUERY_PARAMETERS = ("k", "metric", "min_score", "prefix", "offset", "tag")  # what from_query accepts
+TEXT_PARAMETER = "q"  # words to search for (GET /search?q=..., or beside a POSTed image): query_text
+QUERY_PARAMETERS = ("k", "metric", "min_score", "prefix", "offset", "tag", TEXT_PARAMETER)  # what the API takes
+MAX_TEXT_CHARS = 500  # a query in words: a phrase, not a document
 MAX_PREFIX_CHARS = 1024  # S3 keys are at most 1024 bytes
 MAX_TAG_CHARS = 100  # class names are far shorter; the Searcher checks the name against the vocabulary
 
@@ -82,18 +85,7 @@ class SearchOptions:
         at most once; whole numbers are ASCII digits; min_score is a finite decimal number; an empty
         prefix means no prefix. Unknown parameters are errors.
         """
-        values: dict[str, str] = {}
-        for name, given in (params or {}).items():
-            if name not in QUERY_PARAMETERS:
-                raise BadParameter(
-                    f"unknown query parameter {name!r}: the parameters are {', '.join(QUERY_PARAMETERS)}"
-                )
-            if isinstance(given, str):
-                values[name] = given
-            elif len(given) == 1:
-                values[name] = given[0]
-            else:
-                raise BadParameter(f"give {name} once, not {len(given)} times")
+        values = _single_values(params)
         return cls(
             k=_whole_number("k", values["k"], low=1, high=MAX_K) if "k" in values else default_k,
             metric=_metric(values["metric"]) if "metric" in values else default_metric,
@@ -108,6 +100,43 @@ class SearchOptions:
     def search_kwargs(self) -> dict[str, Any]:
         """The Searcher's keyword arguments: `searcher.search(vectors, **options.search_kwargs())`."""
         return asdict(self)
+
+
+def query_text(params: Mapping[str, str] | Mapping[str, Sequence[str]] | None) -> str | None:
+    """The words of `?q=` (None without it), checked like the other parameters: once, with a value."""
+    text = _single_values(params).get(TEXT_PARAMETER)
+    return None if text is None else checked_text(text)
+
+
+def checked_text(text: object) -> str:
+    """Words to search for: a non-blank string of at most MAX_TEXT_CHARS characters (Unicode text)."""
+    if not isinstance(text, str) or not text.strip():
+        raise BadParameter('the words to search for must be a non-empty string, e.g. q=dog+on+a+beach')
+    if len(text) > MAX_TEXT_CHARS:
+        raise BadParameter(f"the words to search for are {len(text)} characters; the limit is {MAX_TEXT_CHARS}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadParameter("the words to search for are not valid Unicode text (a lone surrogate)") from None
+    return text
+
+
+def _single_values(params: Mapping[str, str] | Mapping[str, Sequence[str]] | None) -> dict[str, str]:
+    """One value per known parameter (single values, or lists of values as parsed); unknown names and
+    repeated parameters are errors."""
+    values: dict[str, str] = {}
+    for name, given in (params or {}).items():
+        if name not in QUERY_PARAMETERS:
+            raise BadParameter(
+                f"unknown query parameter {name!r}: the parameters are {', '.join(QUERY_PARAMETERS)}"
+            )
+        if isinstance(given, str):
+            values[name] = given
+        elif len(given) == 1:
+            values[name] = given[0]
+        else:
+            raise BadParameter(f"give {name} once, not {len(given)} times")
+    return values
 
 
 def _whole(value: object) -> bool:

@@ -28,17 +28,21 @@ import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .backend import S3VECTORS_SCHEME, Batch, WriteResult
+from .concepts import image_text_vector
 from .encode import DEFAULT_BITS
 from .errors import BadParameter, ImgSearchError, IndexNotFound, KeyNotIndexed, ModelMismatch
 from .modelspec import ModelSpec
 from .options import SearchOptions
 from .search import Hit
 from .segment import ObjectRef, Rejection, normalise_sequencer
+
+if TYPE_CHECKING:
+    from .text import TextQuery
 
 # Service limits (Amazon S3 User Guide, "S3 Vectors limitations and restrictions"; docs/S3VECTORS.md).
 MAX_TOP_K = 100  # top-K results per QueryVectors request
@@ -495,6 +499,10 @@ class S3VectorsBackend:
     def search_key(self, key: str, bucket: str | None, options: SearchOptions) -> list[Hit]:
         """ "More like this": search with the vector stored for an object key."""
         want = self._check(options)
+        return self._search(self._stored_vector(key, bucket), options, want)
+
+    def _stored_vector(self, key: str, bucket: str | None) -> list[float]:
+        """The vector stored for an object key (KeyNotIndexed if there is none, or it is of another bucket)."""
         found = []
         if key_problem(key) is None:
             response = self._call(
@@ -507,7 +515,32 @@ class S3VectorsBackend:
             raise KeyNotIndexed(
                 f"{key!r} is not in the index: check the key (it is case-sensitive) or index it first"
             )
-        return self._search([float(x) for x in found[0]["data"]["float32"]], options, want)
+        return [float(x) for x in found[0]["data"]["float32"]]
+
+    def search_text(
+        self,
+        query: TextQuery,
+        options: SearchOptions,
+        *,
+        image: np.ndarray | None = None,
+        key: str | None = None,
+        bucket: str | None = None,
+    ) -> list[Hit]:
+        """Words alone: QueryVectors along the words' direction (cosine; no stored concepts re-rank here).
+        With an image or a key: image + IMAGE_TEXT_WEIGHT × direction, as the segment backend does."""
+        want = self._check(options)
+        direction = np.asarray(query.direction, dtype=np.float32).reshape(-1)
+        if image is not None and key is not None:
+            raise BadParameter("give an image or a key with the words, not both")
+        origin = None
+        if key is not None:
+            origin = np.asarray(self._stored_vector(key, bucket), dtype=np.float32)
+        elif image is not None:
+            origin = unit_vector(np.asarray(image, dtype=np.float32).reshape(-1))
+            if origin is None:
+                raise BadParameter("the query embedding is zero or not finite")
+        vector = direction if origin is None else image_text_vector(origin, direction)
+        return self._search(vector.astype(np.float32).tolist(), options, want)
 
     def _check(self, options: SearchOptions) -> int:
         if options.tag:

@@ -10,10 +10,19 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .concepts import Vocabulary
+from .concepts import (
+    TEXT_WEIGHTS,
+    ConceptHead,
+    ConceptQuery,
+    Vocabulary,
+    concept_scores,
+    fuse_scores,
+    image_text_vector,
+)
 from .encode import Encoder
 from .errors import BadParameter, ImgSearchError, KeyNotIndexed
 from .index import ImageIndex
@@ -23,6 +32,9 @@ from .modelspec import ModelSpec, default_model_dir
 from .options import MAX_K, METRICS, SearchOptions
 from .pooled import Pooled, pool, poolable
 from .segment import ObjectRef, Rejection, Segment, object_id, table_refs
+
+if TYPE_CHECKING:
+    from .text import TextQuery
 
 __all__ = ["MAX_K", "METRICS", "Hit", "Searcher"]  # MAX_K and METRICS live in options.py
 
@@ -34,6 +46,7 @@ FULL_RERANK = 4  # … and when the candidates are at least a quarter of its row
 GRAPH_FILTER_FRACTION = 0.05  # a prefix matching at least this share of a graph segment is post-filtered
 HYBRID_GRAPHS = ("floats", "codes")  # what hybrid searches on a segment with an HNSW graph
 PREFIX_CACHE = 8  # filter masks (prefix and/or tag) kept per segment (one byte per row each)
+TEXT_CANDIDATES = 300  # words alone: images along the words' direction re-ranked by their concepts (TEXT-SEARCH.md)
 PREFIX_VIEWS = 2  # vectors of a selective filter's rows kept per segment (≤ 2 × 5% × 512 B ≈ 51 B a row)
 
 Filter = tuple[str | None, str | None]  # (key prefix, tag as normalised by tag_name): a row filter
@@ -115,6 +128,7 @@ class Searcher:
         self.model_dir = model_dir
         self._vocabulary = vocabulary
         self._vocabulary_read = vocabulary is not None
+        self._heads: dict[str, tuple[ConceptHead, ConceptHead]] = {}  # encoder version → (head, projected)
         self._tag_ids: dict[str, tuple[int, ...]] = {}  # tag_name(class name) → its class ids
         self._names: list[str] = []  # the vocabulary's class names, by id
         self._buckets: list[str] = []
@@ -283,8 +297,7 @@ class Searcher:
         wanted = np.atleast_2d(np.asarray(directions, dtype=np.float32))
 
         def along(encoder: Encoder) -> tuple[np.ndarray, np.ndarray]:
-            shifted = wanted + encoder.mean
-            return encoder.floats(wanted if encoder.projection is None else shifted), encoder.codes(shifted)
+            return encoder.direction(wanted), encoder.codes(wanted + encoder.mean)
 
         return self._search(
             _encoding(self.index, along),
@@ -337,6 +350,100 @@ class Searcher:
             raw, k=k, metric=metric, min_score=min_score, prefix=prefix, offset=offset, exact=exact, tag=tag
         )[0]
 
+    def search_text(
+        self,
+        query: TextQuery,
+        *,
+        image: np.ndarray | None = None,
+        key: str | None = None,
+        bucket: str | None = None,
+        k: int = 10,
+        metric: str = "hybrid",
+        min_score: float | None = None,
+        prefix: str | None = None,
+        offset: int = 0,
+        exact: bool = False,
+        tag: str | None = None,
+    ) -> list[Hit]:
+        """Images for some words (`TextSearch.query`), alone or with an image (a raw embedding) or an
+        indexed key: "like this, but <words>".
+
+        Words alone: the `TEXT_CANDIDATES` nearest images along the query's direction (by `metric`, with
+        the filters), re-ranked by `concepts.text_scores` (their stored top concepts and their concepts'
+        logits recomputed from their vectors); scores are that fusion scaled to 0–1 over the candidates.
+        With an image or a key: one vector, image + IMAGE_TEXT_WEIGHT × the words' direction in each
+        encoder's float space (`concepts.image_text_vector`), searched like an image; cosine scores.
+        """
+        SearchOptions(k=k, metric=metric, min_score=min_score, prefix=prefix, offset=offset, exact=exact, tag=tag)
+        if image is not None and key is not None:
+            raise BadParameter("give an image or a key with the words, not both")
+        options = {"k": k, "metric": metric, "prefix": prefix, "offset": offset, "exact": exact, "tag": tag}
+        direction = np.asarray(query.direction, dtype=np.float32).reshape(1, -1)
+        if image is not None or key is not None:
+            encode = self._image_text(direction, image=image, key=key, bucket=bucket)
+            return self._hits(*self._ranked(encode, 1, **options)[0], min_score=min_score)  # type: ignore[arg-type]
+
+        def along(encoder: Encoder) -> tuple[np.ndarray, np.ndarray]:
+            return encoder.direction(direction), encoder.codes(direction + encoder.mean)
+
+        encode = _encoding(self.index, along)
+        if query.concepts is None or query.head is None:  # an image–text pair: its direction ranks
+            return self._hits(*self._ranked(encode, 1, **options)[0], min_score=min_score)  # type: ignore[arg-type]
+        candidates = {**options, "k": max(TEXT_CANDIDATES, offset + k), "offset": 0}
+        _, positions, rows = self._ranked(encode, 1, **candidates)[0]  # type: ignore[arg-type]
+        if not len(rows):
+            return []
+        scores = self._text_scores(query.concepts, query.head, positions, rows)
+        order = np.argsort(-scores, kind="stable")[offset : offset + k]
+        return self._hits(scores[order], positions[order], rows[order], min_score=min_score)
+
+    def _text_scores(
+        self, concepts: ConceptQuery, head: ConceptHead, positions: np.ndarray, rows: np.ndarray
+    ) -> np.ndarray:
+        """concepts.text_scores over candidates of several segments, each under its encoder, scaled to 0–1."""
+        stored = np.zeros(len(rows), np.float32)
+        logits = np.zeros(len(rows), np.float32)
+        any_stored = False
+        for pos in np.unique(positions).tolist():
+            segment = self.live.segments[pos].segment
+            at = np.flatnonzero(positions == pos)
+            logits[at] = self._head(head, segment.encoder).scores(segment.vectors(rows[at]), concepts)
+            if segment.concepts is not None:
+                stored[at] = concept_scores(segment.concepts.take(rows[at]), concepts)
+                any_stored = True
+        parts, weights = ([stored, logits], list(TEXT_WEIGHTS)) if any_stored else ([logits], [TEXT_WEIGHTS[1]])
+        return fuse_scores(parts, weights) / sum(weights)
+
+    def _head(self, head: ConceptHead, version: str) -> ConceptHead:
+        """The classifier head for an encoder version's float vectors (projected once per version)."""
+        cached = self._heads.get(version)
+        if cached is None or cached[0] is not head:
+            encoder = self.index.encoder(version)
+            cached = (head, head.projected(encoder.mean, encoder.projection))
+            self._heads[version] = cached
+        return cached[1]
+
+    def _image_text(
+        self, direction: np.ndarray, *, image: np.ndarray | None, key: str | None, bucket: str | None
+    ) -> Callable[[str], tuple[np.ndarray, np.ndarray]]:
+        """version → (floats, codes) of image + IMAGE_TEXT_WEIGHT × direction under that encoder."""
+        stored: tuple[str, np.ndarray] | None = None
+        if key is not None:
+            self.refresh()
+            pos, row = self._locate(key, bucket)
+            segment = self.live.segments[pos].segment
+            stored = (segment.encoder, segment.vectors(np.array([row])))
+            origin = self.index.encoder(segment.encoder).embedding_of(stored[1])
+        else:
+            origin = np.asarray(image, dtype=np.float32).reshape(1, -1)
+
+        def encoded(encoder: Encoder) -> tuple[np.ndarray, np.ndarray]:
+            floats = stored[1] if stored and stored[0] == encoder.version else encoder.floats(origin)
+            combined = image_text_vector(floats[0], encoder.direction(direction)[0])[None, :]
+            return combined, encoder.codes(encoder.embedding_of(combined))
+
+        return _encoding(self.index, encoded)
+
     def _search(
         self,
         encode: Callable[[str], tuple[np.ndarray, np.ndarray]],
@@ -351,6 +458,22 @@ class Searcher:
         tag: str | None = None,
     ) -> list[list[Hit]]:
         SearchOptions(k=k, metric=metric, min_score=min_score, prefix=prefix, offset=offset, exact=exact, tag=tag)
+        ranked = self._ranked(encode, n, k=k, metric=metric, prefix=prefix, offset=offset, exact=exact, tag=tag)
+        return [self._hits(*found, min_score=min_score) for found in ranked]
+
+    def _ranked(
+        self,
+        encode: Callable[[str], tuple[np.ndarray, np.ndarray]],
+        n: int,
+        *,
+        k: int,
+        metric: str,
+        prefix: str | None,
+        offset: int,
+        exact: bool,
+        tag: str | None,
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per query, (scores, positions, rows) of its hits `offset` to `offset + k`, best first."""
         if tag is not None:
             self.tag_ids(tag)  # an unknown tag is an error, not an empty page
         filtered: Filter | None = (prefix or None, tag_name(tag) if tag else None) if prefix or tag else None
@@ -423,25 +546,31 @@ class Searcher:
             order = np.argsort(-scores, kind="stable")[offset : offset + k]  # stable: ties in segment order
             positions = np.concatenate([p[1] for p in parts])[order] if parts else order
             rows = np.concatenate([p[2] for p in parts])[order] if parts else order
-            hits = []
-            for raw_score, pos, row in zip(scores[order].tolist(), positions.tolist(), rows.tolist(), strict=True):
-                score = round(min(max(float(raw_score), -1.0), 1.0), 6)
-                if min_score is not None and score < min_score:  # the score as reported
-                    break
-                segment = self.live.segments[pos].segment
-                table = segment.table
-                hits.append(
-                    Hit(
-                        key=table.keys[row],
-                        score=score,
-                        bucket=table.bucket(row),
-                        etag=table.etags[row],
-                        size=int(table.sizes[row]),
-                        tags=self._tags(segment, row),
-                    )
-                )
-            results.append(hits)
+            results.append((scores[order], positions, rows))
         return results
+
+    def _hits(
+        self, scores: np.ndarray, positions: np.ndarray, rows: np.ndarray, *, min_score: float | None
+    ) -> list[Hit]:
+        """Hits for ranked (score, segment position, row) triples, stopping below min_score."""
+        hits = []
+        for raw_score, pos, row in zip(scores.tolist(), positions.tolist(), rows.tolist(), strict=True):
+            score = round(min(max(float(raw_score), -1.0), 1.0), 6)
+            if min_score is not None and score < min_score:  # the score as reported
+                break
+            segment = self.live.segments[pos].segment
+            table = segment.table
+            hits.append(
+                Hit(
+                    key=table.keys[row],
+                    score=score,
+                    bucket=table.bucket(row),
+                    etag=table.etags[row],
+                    size=int(table.sizes[row]),
+                    tags=self._tags(segment, row),
+                )
+            )
+        return hits
 
     def _segment_search(
         self,

@@ -210,6 +210,23 @@ class ConceptMatcher:
         return select(weights, keep=rule.keep, top=rule.top, text=text)
 
 
+@dataclass(frozen=True)
+class TextQuery:
+    """Everything the index needs to rank images by some words (`TextSearch.query`).
+
+    `direction`: a unit vector in the raw embedding space (the concepts' classifier directions, or an
+    image–text pair's text vector). `concepts` and `head`: the weighted concepts and the classifier that
+    re-rank candidates (None with a pair: the direction alone ranks). `matched`: the best concepts as
+    (class name, weight), for the answer ("matched: seashore, sandbar").
+    """
+
+    text: str
+    direction: np.ndarray
+    concepts: ConceptQuery | None = None
+    head: ConceptHead | None = None
+    matched: tuple[tuple[str, float], ...] = ()
+
+
 class TextSearch:
     """Everything a text query needs, loaded once from the model folder.
 
@@ -258,6 +275,23 @@ class TextSearch:
         if self.matcher is None:
             raise ModelNotFound(f"the model {self.spec.name} has no concept vocabulary: text → concepts needs one")
         return self.matcher.match(query, mode=mode)
+
+    def query(self, text: str, *, mode: str = "fused") -> TextQuery:
+        """Some words as a query (raises NoConceptMatches for words no concept matches)."""
+        if self.in_image_space:
+            return TextQuery(text=text, direction=self.text_vector(text, mode=mode))
+        concepts = self.concepts(text, mode=mode) if text.strip() else None
+        if concepts is None or not len(concepts):
+            raise NoConceptMatches(content_words(text) or ([text.strip()] if text.strip() else []), best=None)
+        if self.head is None:
+            raise ModelNotFound(
+                f"the model {self.spec.name} has neither an image–text pair nor a classifier head: "
+                "text search needs one (see docs/TEXT-SEARCH.md)"
+            )
+        matched = tuple(concepts.describe(self.vocabulary)) if self.vocabulary is not None else ()
+        return TextQuery(
+            text=text, direction=self.head.direction(concepts), concepts=concepts, head=self.head, matched=matched
+        )
 
     def text_vector(self, query: str, *, mode: str = "fused") -> np.ndarray:
         """A unit vector in the image feature space for `query`, to search the index with.

@@ -1,4 +1,5 @@
-"""Query API (API Gateway REST proxy): search by image or by indexed key; answers with presigned URLs.
+"""Query API (API Gateway REST proxy): search by image, by indexed key, by words (`GET /search?q=`, JSON
+`{"text"}`), or by an image or a key with words; answers with presigned URLs and each hit's tags.
 
 The index is a segment index (INDEX_BACKEND=segments, the default) or Amazon S3 Vectors
 (INDEX_BACKEND=s3vectors: cosine only, offset + k at most 100, no counts; docs/S3VECTORS.md), chosen
@@ -10,8 +11,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -27,6 +30,7 @@ from botocore.config import Config
 
 import imgsearch
 from imgsearch.backend import BACKENDS, open_backend
+from imgsearch.concepts import NoConceptMatches
 from imgsearch.embed import Embedder
 from imgsearch.errors import (
     BadParameter,
@@ -35,9 +39,11 @@ from imgsearch.errors import (
     InvalidImage,
     KeyNotIndexed,
     ModelMismatch,
+    ModelNotFound,
 )
-from imgsearch.options import SearchOptions
+from imgsearch.options import SearchOptions, checked_text, query_text
 from imgsearch.search import MAX_K, METRICS, Hit
+from imgsearch.text import TextQuery, TextSearch
 from lambdas.common import config
 
 # --- cold start: configuration, model, index backend ----------------------------------------------
@@ -55,7 +61,7 @@ REFRESH_SECONDS = config.number("REFRESH_SECONDS", 5.0, low=0.0, high=3600.0)
 CORS_ORIGINS = [o.strip() for o in config.optional("CORS_ORIGINS").split(",") if o.strip()]
 
 IMAGE_TYPES = ("image/", "application/octet-stream")
-BODY_FIELDS = frozenset({"image", "key"})  # a JSON body has exactly one of them (docs/openapi.yaml)
+BODY_FIELDS = frozenset({"image", "key", "text"})  # image or key, and/or text (docs/openapi.yaml)
 PAGE = Path(imgsearch.__file__).resolve().parent / "web" / "index.html"  # the search page, shipped in the package
 
 logger = Logger()
@@ -83,11 +89,20 @@ class PayloadTooLarge(ImgSearchError):
 # --- request parsing ------------------------------------------------------------------------------
 
 
+def query_params() -> dict[str, Any] | None:
+    event = app.current_event
+    return event.multi_value_query_string_parameters or event.query_string_parameters
+
+
 def search_options() -> SearchOptions:
     """The search options from the query string, checked strictly (imgsearch.options)."""
-    event = app.current_event
-    params = event.multi_value_query_string_parameters or event.query_string_parameters
-    return SearchOptions.from_query(params, default_k=DEFAULT_K, default_metric=DEFAULT_METRIC)
+    return SearchOptions.from_query(query_params(), default_k=DEFAULT_K, default_metric=DEFAULT_METRIC)
+
+
+@functools.cache
+def words() -> TextSearch:
+    """The text side of the model (vocabulary, classifier head, MiniLM), loaded on the first text query."""
+    return TextSearch.load(Path(MODEL_DIR))
 
 
 def request_body() -> bytes:
@@ -120,46 +135,67 @@ def check_size(data: bytes) -> bytes:
     return data
 
 
-def parse_query() -> tuple[bytes | None, str | None]:
-    """(image bytes, None) or (None, key) from a raw image body or a JSON {"image"} / {"key"} body."""
+@dataclass(frozen=True)
+class Query:
+    """What POST /search asks for: an image, an indexed key, words, or an image or a key with words."""
+
+    image: bytes | None = None
+    key: str | None = None
+    text: str | None = None
+
+
+JSON_FORMS = '{"image": "<base64>"}, {"key": "..."} or {"text": "..."} (text may go with image or key)'
+
+
+def parse_query() -> Query:
+    """The query from a raw image body or a JSON body, and the words of `?q=` if given."""
     header = app.current_event.headers.get("Content-Type") or ""  # case-insensitive in Powertools v3
     content_type = header.split(";")[0].strip().lower()
     body = request_body()
+    text = query_text(query_params())
     if content_type.startswith(IMAGE_TYPES):
-        return check_size(body), None
+        return Query(image=check_size(body), text=text)
     if content_type in ("application/json", ""):
-        try:
-            payload = json.loads(body or b"null")
-        except ValueError:  # JSONDecodeError, UnicodeDecodeError, an integer of more than 4300 digits
-            raise BadParameter(
-                'the body is not valid JSON: send {"image": "<base64>"} or {"key": "..."}'
-            ) from None
-        except RecursionError:  # the json module recurses once per nested [ or {
-            raise BadParameter(
-                'the JSON body is nested too deeply: send {"image": "<base64>"} or {"key": "..."}'
-            ) from None
-        if not isinstance(payload, dict):
-            raise BadParameter('the JSON body must be an object: {"image": "<base64>"} or {"key": "..."}')
-        extra = sorted(set(payload) - BODY_FIELDS)
-        if extra:
-            named = ", ".join(repr(name[:40]) for name in extra[:3])
-            raise BadParameter(f'the JSON body may only have "image" or "key", not {named}')
-        if len(payload) != 1:
-            raise BadParameter('the JSON body must have exactly one of "image" (base64) or "key"')
-        if "key" in payload:
-            return None, checked_key(payload["key"])
-        if not isinstance(payload["image"], str):
-            raise BadParameter('"image" must be a base64 string')
-        if len(payload["image"]) > MAX_QUERY_BYTES * 4 // 3 + 4:
-            raise PayloadTooLarge(f"the query image is over the {MAX_QUERY_BYTES}-byte limit")
-        try:
-            return check_size(base64.b64decode(payload["image"], validate=True)), None
-        except (binascii.Error, ValueError):
-            raise BadParameter('"image" is not valid base64') from None
+        return json_query(body, text)
     raise UnsupportedMediaType(
         f"Content-Type {content_type!r} is not accepted: send an image (image/jpeg, image/png, ...) "
         "or application/json"
     )
+
+
+def json_query(body: bytes, text: str | None) -> Query:
+    try:
+        payload = json.loads(body or b"null")
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError, an integer of more than 4300 digits
+        raise BadParameter(f"the body is not valid JSON: send {JSON_FORMS}") from None
+    except RecursionError:  # the json module recurses once per nested [ or {
+        raise BadParameter(f"the JSON body is nested too deeply: send {JSON_FORMS}") from None
+    if not isinstance(payload, dict):
+        raise BadParameter(f"the JSON body must be an object: {JSON_FORMS}")
+    extra = sorted(set(payload) - BODY_FIELDS)
+    if extra:
+        named = ", ".join(repr(name[:40]) for name in extra[:3])
+        raise BadParameter(f'the JSON body may only have "image", "key" and "text", not {named}')
+    if "image" in payload and "key" in payload:
+        raise BadParameter('the JSON body must have one of "image" (base64) or "key", not both')
+    if "text" in payload:
+        if text is not None:
+            raise BadParameter('give the words once: in "text" or in ?q=, not both')
+        text = checked_text(payload["text"])
+    if "key" in payload:
+        return Query(key=checked_key(payload["key"]), text=text)
+    if "image" not in payload:
+        if text is None:
+            raise BadParameter(f"the JSON body must have one of {JSON_FORMS}")
+        return Query(text=text)
+    if not isinstance(payload["image"], str):
+        raise BadParameter('"image" must be a base64 string')
+    if len(payload["image"]) > MAX_QUERY_BYTES * 4 // 3 + 4:
+        raise PayloadTooLarge(f"the query image is over the {MAX_QUERY_BYTES}-byte limit")
+    try:
+        return Query(image=check_size(base64.b64decode(payload["image"], validate=True)), text=text)
+    except (binascii.Error, ValueError):
+        raise BadParameter('"image" is not valid base64') from None
 
 
 # --- answers --------------------------------------------------------------------------------------
@@ -179,10 +215,14 @@ def index_version() -> int:
     return manifest.generation if manifest else 0
 
 
-def answer(hits: list[Hit], options: SearchOptions, started: float) -> dict[str, Any]:
+def answer(
+    hits: list[Hit], options: SearchOptions, started: float, text: TextQuery | None = None
+) -> dict[str, Any]:
     took_ms = round((time.perf_counter() - started) * 1000, 1)
     metrics.add_metric(name="QueryMilliseconds", unit=MetricUnit.Milliseconds, value=took_ms)
+    words_part = {} if text is None else {"text": {"query": text.text, "matched": [list(m) for m in text.matched]}}
     return {
+        **words_part,
         "results": [
             {
                 "key": h.key,
@@ -214,13 +254,36 @@ def embed_query(data: bytes) -> Any:
 def search() -> dict[str, Any]:
     started = time.perf_counter()
     options = search_options()
-    image, key = parse_query()
-    if key is not None:
-        logger.append_keys(query_key=key)
-        hits = backend.search_key(key, IMAGES_BUCKET, options)
+    query = parse_query()
+    if query.key is not None:
+        logger.append_keys(query_key=query.key)
+    if query.text is not None:
+        return search_words(query, options, started)
+    if query.key is not None:
+        hits = backend.search_key(query.key, IMAGES_BUCKET, options)
     else:
-        hits = backend.search(embed_query(image), options)[0]  # type: ignore[arg-type]
+        hits = backend.search(embed_query(query.image), options)[0]  # type: ignore[arg-type]
     return answer(hits, options, started)
+
+
+@app.get("/search")
+@tracer.capture_method
+def search_by_words() -> dict[str, Any]:
+    started = time.perf_counter()
+    options = search_options()
+    text = query_text(query_params())
+    if text is None:
+        raise BadParameter("GET /search needs the words to search for: ?q=dog+on+a+beach")
+    return search_words(Query(text=text), options, started)
+
+
+def search_words(query: Query, options: SearchOptions, started: float) -> dict[str, Any]:
+    """Words alone, or an image or a key with words ("like this, but on a beach")."""
+    logger.append_keys(query_text=query.text)
+    text = words().query(query.text)  # type: ignore[arg-type]
+    image = embed_query(query.image)[0] if query.image is not None else None
+    hits = backend.search_text(text, options, image=image, key=query.key, bucket=IMAGES_BUCKET)
+    return answer(hits, options, started, text)
 
 
 @app.get("/similar/.+")
@@ -233,6 +296,9 @@ def similar() -> dict[str, Any]:
     )
     logger.append_keys(query_key=key)
     options = search_options()
+    text = query_text(query_params())
+    if text is not None:  # "more like this, but <words>"
+        return search_words(Query(key=key, text=text), options, started)
     hits = backend.search_key(key, IMAGES_BUCKET, options)
     return answer(hits, options, started)
 
@@ -259,12 +325,14 @@ def health() -> dict[str, Any]:
 # --- errors: one place --------------------------------------------------------------------------------
 
 ERRORS: list[tuple[type[Exception], int, str]] = [
+    (NoConceptMatches, 400, "no_concept_match"),
     (PayloadTooLarge, 413, "too_large"),
     (UnsupportedMediaType, 415, "unsupported_media_type"),
     (KeyNotIndexed, 404, "key_not_indexed"),
     (BadParameter, 400, "bad_parameter"),
     (IndexNotFound, 503, "index_not_ready"),
     (ModelMismatch, 500, "model_mismatch"),
+    (ModelNotFound, 500, "model_incomplete"),  # the model folder lacks the text files: a deployment fault
 ]
 
 
@@ -284,7 +352,16 @@ def invalid_image(error: InvalidImage) -> Response:
 
 
 @app.exception_handler(
-    [PayloadTooLarge, UnsupportedMediaType, KeyNotIndexed, BadParameter, IndexNotFound, ModelMismatch]
+    [
+        NoConceptMatches,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+        KeyNotIndexed,
+        BadParameter,
+        IndexNotFound,
+        ModelMismatch,
+        ModelNotFound,
+    ]
 )
 def domain_error(error: ImgSearchError) -> Response:
     for kind, status, code in ERRORS:

@@ -133,7 +133,14 @@ def test_gateway_response_bodies_match_the_error_schema() -> None:
 
 
 def test_documented_parameter_bounds_are_the_ones_the_code_enforces() -> None:
-    from imgsearch.options import MAX_OFFSET, MAX_PREFIX_CHARS, MIN_SCORE_RANGE, QUERY_PARAMETERS
+    from imgsearch.options import (
+        MAX_OFFSET,
+        MAX_PREFIX_CHARS,
+        MAX_TAG_CHARS,
+        MAX_TEXT_CHARS,
+        MIN_SCORE_RANGE,
+        QUERY_PARAMETERS,
+    )
     from imgsearch.search import MAX_K, METRICS
 
     parameters = SPEC["components"]["parameters"]
@@ -146,6 +153,12 @@ def test_documented_parameter_bounds_are_the_ones_the_code_enforces() -> None:
     assert (score["minimum"], score["maximum"]) == MIN_SCORE_RANGE
     assert parameters["metric"]["schema"]["enum"] == list(METRICS)
     assert parameters["prefix"]["schema"]["maxLength"] == MAX_PREFIX_CHARS
+    assert parameters["tag"]["schema"]["maxLength"] == MAX_TAG_CHARS
+    words = SPEC["components"]["schemas"]["Words"]
+    assert parameters["q"]["schema"] == {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS}
+    assert (words["minLength"], words["maxLength"]) == (1, MAX_TEXT_CHARS)
+    (required_q,) = [p for p in SPEC["paths"]["/search"]["get"]["parameters"] if p.get("name") == "q"]
+    assert required_q["required"] and required_q["schema"] == parameters["q"]["schema"]
     for path in ("/search", "/similar/{key}"):
         documented = {
             parameters[p["$ref"].split("/")[-1]]["name"]
@@ -157,7 +170,8 @@ def test_documented_parameter_bounds_are_the_ones_the_code_enforces() -> None:
 
 def test_the_json_body_forbids_other_fields() -> None:
     body = SPEC["paths"]["/search"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert [(v["required"], v["additionalProperties"]) for v in body["oneOf"]] == [
-        (["image"], False),
-        (["key"], False),
+    assert [(v["required"], v["additionalProperties"], sorted(v["properties"])) for v in body["oneOf"]] == [
+        (["image"], False, ["image", "text"]),
+        (["key"], False, ["key", "text"]),
+        (["text"], False, ["text"]),
     ]

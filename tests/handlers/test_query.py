@@ -430,3 +430,133 @@ def test_a_tag_filter_on_s3vectors_is_a_400_naming_the_backend(indexed: LocalAws
         "apigw_rest_similar.json", path="/similar/set/0.png", key="set/0.png", query={"tag": "tabby"}
     )
     assert (status, body["error"]["code"]) == (400, "bad_parameter") and "s3vectors" in body["error"]["message"]
+
+
+# --- words: GET /search?q=, JSON {"text"}, image or key + words ----------------------------------------
+
+
+def unique_tags(aws: LocalAws) -> dict[str, str]:
+    """key → the top tag of that indexed image that no other indexed image carries (segments keep tags)."""
+    status, body = aws.api("apigw_rest_similar.json", path="/similar/set/0.png", key="set/0.png", query={"k": "10"})
+    assert status == 200
+    tags = {hit["key"]: [t[0] for t in hit["tags"]] for hit in body["results"]}
+    unique = {}
+    for key, names in tags.items():
+        others = {n for other, ns in tags.items() if other != key for n in ns}
+        mine = [n for n in names if n not in others]
+        if mine:
+            unique[key] = mine[0]
+    return unique
+
+
+@segments_only("finding the image by its tag's name relies on stored tags (S3 Vectors ranks by direction: below)")
+def test_words_alone_find_the_image_tagged_with_them(indexed: LocalAws) -> None:
+    unique = unique_tags(indexed)
+    assert len(unique) >= 2, unique
+    for key, name in unique.items():
+        status, body = indexed.api("apigw_rest_similar.json", path="/search", query={"q": name, "k": "4"})
+        assert status == 200, body
+        assert body["results"][0]["key"] == key, (name, body["results"])
+        assert body["text"]["query"] == name
+        assert body["text"]["matched"][0][0] == name  # the class named by the words comes first
+        scores = [hit["score"] for hit in body["results"]]
+        assert scores == sorted(scores, reverse=True) and 0.0 <= scores[-1] <= scores[0] <= 1.0
+        # the same words as a JSON body: the same ranking
+        status, posted = indexed.api("apigw_rest_search_json.json", body=json.dumps({"text": name}), query={"k": "4"})
+        assert status == 200 and [h["key"] for h in posted["results"]] == [h["key"] for h in body["results"]]
+
+
+def test_words_on_either_backend_answer_ranked_images_and_what_the_words_matched(indexed: LocalAws) -> None:
+    status, body = indexed.api("apigw_rest_similar.json", path="/search", query={"q": "a golden retriever", "k": "3"})
+    assert status == 200, body
+    assert len(body["results"]) == 3 and all(h["key"].startswith("set/") for h in body["results"])
+    assert body["text"]["matched"][0][0] == "golden retriever"
+
+
+def test_words_that_match_no_concept_are_a_400_naming_them(indexed: LocalAws) -> None:
+    status, body = indexed.api("apigw_rest_similar.json", path="/search", query={"q": "xyzzy"})
+    assert (status, body["error"]["code"]) == (400, "no_concept_match")
+    assert "xyzzy" in body["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("query", "body", "needle"),
+    [
+        ({}, None, "needs the words"),
+        ({"q": "   "}, None, "non-empty"),
+        ({"q": "x" * 501}, None, "limit is 500"),
+        ({"q": "dog"}, json.dumps({"text": "cat"}), "once"),
+        ({}, json.dumps({"text": ""}), "non-empty"),
+        ({}, json.dumps({"text": 5}), "non-empty string"),
+        ({}, json.dumps({"image": "AAAA", "key": "set/0.png", "text": "dog"}), "not both"),
+        ({}, json.dumps({"text": "dog", "words": "cat"}), "'words'"),
+    ],
+)
+def test_bad_words_are_a_400_saying_what_to_send(
+    indexed: LocalAws, query: dict[str, str], body: str | None, needle: str
+) -> None:
+    if body is None:
+        status, answer = indexed.api("apigw_rest_similar.json", path="/search", query=query)
+    else:
+        status, answer = indexed.api("apigw_rest_search_json.json", body=body, query=query)
+    assert (status, answer["error"]["code"]) == (400, "bad_parameter"), answer
+    assert needle in answer["error"]["message"]
+
+
+def gap(results: list[dict[str, object]], first: str, second: str) -> float:
+    scores = {hit["key"]: hit["score"] for hit in results}
+    return float(scores[first]) - float(scores[second])  # type: ignore[arg-type]
+
+
+@segments_only("the named image is picked by its stored tag (the rule itself is the same on S3 Vectors: below)")
+def test_an_image_or_a_key_with_words_pulls_the_ranking_toward_the_named_image(indexed: LocalAws) -> None:
+    """Synthetic images barely differ along any concept, so the query image stays first here (on photos the
+    named class takes the top 10: docs/TEXT-SEARCH.md); the words must still close the gap to the image they
+    name, and every way of asking must give the same answer."""
+    unique = unique_tags(indexed)
+    target, name = next((k, n) for k, n in unique.items() if k != "set/0.png")
+    status, alone = indexed.api("apigw_rest_similar.json", path="/similar/set/0.png", key="set/0.png", query={"k": "4"})
+    assert status == 200 and alone["results"][0]["key"] == "set/0.png"
+    by_key = [
+        indexed.api("apigw_rest_search_json.json", body=json.dumps({"key": "set/0.png", "text": name}), query={"k": "4"}),
+        indexed.api("apigw_rest_similar.json", path="/similar/set/0.png", key="set/0.png", query={"k": "4", "q": name}),
+    ]
+    by_image = [
+        indexed.api(
+            "apigw_rest_search_binary.json", body=make_image(100), content_type="image/png", query={"k": "4", "q": name}
+        ),
+        indexed.api(
+            "apigw_rest_search_json.json",
+            body=json.dumps({"image": base64.b64encode(make_image(100)).decode(), "text": name}),
+            query={"k": "4"},
+        ),
+    ]
+    for group in (by_key, by_image):
+        assert all(status == 200 for status, _ in group), group
+        assert len({json.dumps([(h["key"], h["score"]) for h in body["results"]]) for _, body in group}) == 1
+        body = group[0][1]
+        assert body["text"]["query"] == name
+        assert gap(body["results"], "set/0.png", target) < gap(alone["results"], "set/0.png", target)
+        keys = [h["key"] for h in body["results"]]
+        assert keys.index(target) <= [h["key"] for h in alone["results"]].index(target)
+
+
+@s3vectors_only
+def test_an_indexed_key_with_words_on_s3vectors_pulls_toward_the_words(indexed: LocalAws) -> None:
+    """The words' best image gains on the one they rank last when that last one is the query."""
+    status, words = indexed.api("apigw_rest_search_json.json", body=json.dumps({"text": "traffic light"}), query={"k": "4"})
+    assert status == 200 and len(words["results"]) == 4
+    best, last = words["results"][0]["key"], words["results"][-1]["key"]
+    status, alone = indexed.api("apigw_rest_similar.json", path=f"/similar/{last}", key=last, query={"k": "4"})
+    status, both = indexed.api(
+        "apigw_rest_search_json.json", body=json.dumps({"key": last, "text": "traffic light"}), query={"k": "4"}
+    )
+    assert status == 200 and both["text"]["query"] == "traffic light"
+    assert gap(both["results"], last, best) < gap(alone["results"], last, best)
+
+
+def test_a_key_with_words_that_is_not_indexed_is_a_404(indexed: LocalAws) -> None:
+    status, body = indexed.api(
+        "apigw_rest_search_json.json", body=json.dumps({"key": "nope.png", "text": "dog"}), query={}
+    )
+    assert (status, body["error"]["code"]) == (404, "key_not_indexed")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -307,3 +308,26 @@ def test_search_text_exits_1_when_no_phrase_matches_a_concept(built: tuple[Path,
 
     assert result.exit_code == 1
     assert "no concept matches" in lines(result)[0]["error"]
+
+
+def test_search_with_text_adds_the_words_to_each_image_and_key_query(built: tuple[Path, Result]) -> None:
+    index = str(built[0])
+    alone = lines(run("search", "--index", index, "stripes_0.png", "--json", "--k", "12"))[0]
+    result = run("search", "--index", index, "stripes_0.png", "--with-text", "a traffic light", "--json", "--k", "12")
+
+    assert result.exit_code == 0, result.output
+    (both,) = lines(result)
+    assert (both["query"], both["text"]) == ("stripes_0.png", "a traffic light")
+    words = lines(run("search", "--index", index, "--text", "a traffic light", "--json", "--k", "12"))[0]
+    best = next(h["key"] for h in words["hits"] if h["key"] != "stripes_0.png")
+
+    def gap(answer: dict[str, Any]) -> float:
+        scores = {h["key"]: h["score"] for h in answer["hits"]}
+        return float(scores["stripes_0.png"] - scores[best])
+
+    assert best in {h["key"] for h in alone["hits"]} and best in {h["key"] for h in both["hits"]}
+    assert gap(both) < gap(alone)  # the words pull the ranking toward the image they rank high
+    unknown = run("search", "--index", index, "stripes_0.png", "--with-text", "xyzzy", "--json")
+    assert unknown.exit_code == 2 and "no concept matches 'xyzzy'" in unknown.output  # a bad option value
+    bare = run("search", "--index", index, "--with-text", "a beach")
+    assert bare.exit_code != 0 and "--with-text goes with image files" in bare.output

@@ -1,0 +1,151 @@
+"""Searcher.search_text: words alone (candidates along the words' direction re-ranked by the chosen
+fusion of stored concepts and concept logits), and an image or a key with words (one vector)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgsearch.concepts import (
+    TEXT_WEIGHTS,
+    Concept,
+    ConceptHead,
+    ConceptQuery,
+    TopConcepts,
+    Vocabulary,
+    concept_scores,
+    fuse_scores,
+    image_text_vector,
+)
+from imgsearch.encode import fit_itq, lsh
+from imgsearch.errors import BadParameter, KeyNotIndexed
+from imgsearch.index import ImageIndex
+from imgsearch.modelspec import ModelSpec
+from imgsearch.search import Searcher
+from imgsearch.segment import ObjectRef
+from imgsearch.store import LocalStore
+from imgsearch.text import TextQuery
+from imgsearch.writer import BatchWriter
+
+Vectors = Callable[..., np.ndarray]
+N, CLASSES = 120, 4
+VOCABULARY = Vocabulary([Concept(i, f"n{i:08d}", (f"class{i}",), "") for i in range(CLASSES)])
+
+
+def refs(n: int) -> list[ObjectRef]:
+    return [ObjectRef(bucket="b", key=f"{i:03d}.jpg", sequencer="1") for i in range(n)]
+
+
+def stored_concepts(n: int, rng: np.random.Generator) -> TopConcepts:
+    ids = np.stack([rng.permutation(CLASSES)[:2] for _ in range(n)]).astype(np.uint16)
+    return TopConcepts(ids, rng.integers(0, 256, (n, 2)).astype(np.uint8))
+
+
+@pytest.fixture
+def world(tmp_path: Path, spec: ModelSpec, unit_vectors: Vectors) -> tuple[ImageIndex, np.ndarray, TopConcepts, ConceptHead]:
+    rng = np.random.default_rng(5)
+    raw = unit_vectors(N)
+    concepts = stored_concepts(N, rng)
+    index = ImageIndex(LocalStore(tmp_path / "index"))
+    index.ensure(spec, bits=64)
+    writer = BatchWriter(index)
+    writer.add(refs(N), raw, concepts=concepts)
+    writer.commit()
+    head = ConceptHead(rng.standard_normal((CLASSES, raw.shape[1])).astype(np.float32), rng.standard_normal(CLASSES).astype(np.float32))
+    return index, raw, concepts, head
+
+
+def words(head: ConceptHead, ids: list[int], weights: list[float]) -> TextQuery:
+    concepts = ConceptQuery.of(ids, weights, text="test")
+    return TextQuery(text="test", direction=head.direction(concepts), concepts=concepts, head=head)
+
+
+def test_words_alone_rank_every_candidate_by_the_fusion_of_stored_concepts_and_logits(world) -> None:
+    index, raw, stored, head = world
+    query = words(head, [1, 3], [1.0, 0.5])
+    searcher = Searcher(index, vocabulary=VOCABULARY)
+
+    hits = searcher.search_text(query, k=20, metric="cosine", exact=True)
+
+    # fewer rows than TEXT_CANDIDATES: every row is a candidate, ranked by the documented fusion
+    expected = fuse_scores(
+        [concept_scores(stored, query.concepts), head.scores(index.encoder(searcher.manifest.encoder).floats(raw), query.concepts)],
+        list(TEXT_WEIGHTS),
+    ) / sum(TEXT_WEIGHTS)
+    order = np.argsort(-expected, kind="stable")[:20]
+    assert [h.key for h in hits] == [f"{i:03d}.jpg" for i in order]
+    assert [h.score for h in hits] == pytest.approx(expected[order].tolist(), abs=1e-3)  # floats stored as f16
+    assert 0.0 <= hits[-1].score <= hits[0].score <= 1.0
+
+
+def test_words_alone_pages_are_slices_of_one_ranking(world) -> None:
+    index, _, _, head = world
+    searcher = Searcher(index, vocabulary=VOCABULARY)
+    query = words(head, [0], [1.0])
+    whole = [h.key for h in searcher.search_text(query, k=30)]
+    pages = [h.key for offset in (0, 10, 20) for h in searcher.search_text(query, k=10, offset=offset)]
+    assert pages == whole and len(set(whole)) == 30
+
+
+def test_words_alone_on_a_fitted_index_use_the_head_projected_into_its_float_space(
+    tmp_path: Path, spec: ModelSpec, unit_vectors: Vectors
+) -> None:
+    rng = np.random.default_rng(9)
+    raw = unit_vectors(N)
+    index = ImageIndex(LocalStore(tmp_path / "fitted"))
+    index.ensure(spec, bits=64)
+    writer = BatchWriter(index)
+    writer.add(refs(N), raw)  # no stored concepts: the logits alone rank
+    writer.commit()
+    index.fit(bits=16, dims=16, min_count=50)
+    head = ConceptHead(rng.standard_normal((CLASSES, raw.shape[1])).astype(np.float32), np.zeros(CLASSES, np.float32))
+    query = words(head, [2], [1.0])
+    searcher = Searcher(index, vocabulary=VOCABULARY)
+
+    hits = searcher.search_text(query, k=10, metric="cosine", exact=True)
+
+    encoder = index.encoder(searcher.manifest.encoder)
+    assert encoder.projection is not None
+    projected = head.projected(encoder.mean, encoder.projection)
+    scores = projected.scores(encoder.floats(raw), query.concepts)
+    assert [h.key for h in hits] == [f"{i:03d}.jpg" for i in np.argsort(-scores, kind="stable")[:10]]
+
+
+def test_an_image_with_words_is_searched_as_one_vector_image_plus_four_times_the_direction(world) -> None:
+    index, raw, _, head = world
+    searcher = Searcher(index, vocabulary=VOCABULARY)
+    query = words(head, [1], [1.0])
+
+    hits = searcher.search_text(query, image=raw[7], k=5, metric="cosine", exact=True)
+
+    encoder = index.encoder(searcher.manifest.encoder)
+    floats = encoder.floats(raw)
+    combined = image_text_vector(floats[7], encoder.direction(query.direction[None])[0])
+    expected = np.argsort(-(floats @ combined), kind="stable")[:5]
+    assert [h.key for h in hits] == [f"{i:03d}.jpg" for i in expected]
+    # by key: the stored vector is the origin, so the same answer
+    assert [h.key for h in searcher.search_text(query, key="007.jpg", k=5, metric="cosine", exact=True)] == [h.key for h in hits]
+
+
+def test_a_key_with_words_must_be_indexed_and_not_come_with_an_image(world) -> None:
+    index, raw, _, head = world
+    searcher = Searcher(index, vocabulary=VOCABULARY)
+    query = words(head, [1], [1.0])
+    with pytest.raises(KeyNotIndexed):
+        searcher.search_text(query, key="nope.jpg")
+    with pytest.raises(BadParameter, match="not both"):
+        searcher.search_text(query, key="007.jpg", image=raw[0])
+
+
+@pytest.mark.parametrize("kind", ["lsh", "itq"])
+def test_embedding_of_gives_back_the_floats_and_the_codes(unit_vectors: Vectors, kind: str) -> None:
+    raw = unit_vectors(300)
+    encoder = lsh(dim_in=raw.shape[1], bits=64) if kind == "lsh" else fit_itq(raw, bits=32, dims=32)
+    floats = encoder.floats(raw)
+    again = encoder.embedding_of(floats)
+    assert np.allclose(encoder.floats(again), floats, atol=1e-5)
+    if kind == "itq":  # the codes' signs depend only on the float part (bits = dims: the same PCA)
+        assert np.array_equal(encoder.codes(again), encoder.codes(raw))
