@@ -170,6 +170,7 @@ def export_index(
                 content_types=[content_types[int(r)] or None for r in picked]
                 if content_types is not None
                 else None,
+                concepts=segment.concepts.take(picked) if segment.concepts is not None else None,  # tags
             )
             written = target.write(batch)
             report.exported += written.indexed

@@ -33,13 +33,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .backend import S3VECTORS_SCHEME, Batch, WriteResult
-from .concepts import image_text_vector
+from .concepts import SCORE_SCALE, TAG_MIN_SCORE, TopConcepts, image_text_vector
 from .encode import DEFAULT_BITS
 from .errors import BadParameter, ImgSearchError, IndexNotFound, KeyNotIndexed, ModelMismatch
 from .modelspec import ModelSpec
 from .options import SearchOptions
 from .search import Hit
 from .segment import ObjectRef, Rejection, normalise_sequencer
+from .tagging import TagNames
 
 if TYPE_CHECKING:
     from .text import TextQuery
@@ -125,11 +126,22 @@ def _json_bytes(value: object) -> int:
     return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
 
 
-def metadata(ref: ObjectRef, *, content_type: str | None = None, model: str = "") -> dict[str, Any]:
-    """The metadata stored with an object's vector (filterable first, then non-filterable)."""
+def metadata(
+    ref: ObjectRef,
+    *,
+    content_type: str | None = None,
+    model: str = "",
+    tags: tuple[list[int], list[int]] | None = None,
+) -> dict[str, Any]:
+    """The metadata stored with an object's vector (filterable first, then non-filterable).
+
+    `tags`: the image's concept ids scoring at least TAG_MIN and their stored scores (0..255), best
+    first, as the filterable lists `tags` and `tag_scores` (a tag filter is `$in` on `tags`)."""
     filterable: dict[str, Any] = {"bucket": ref.bucket}
     if content_type:
         filterable["content_type"] = content_type
+    if tags is not None and tags[0]:
+        filterable["tags"], filterable["tag_scores"] = tags
     prefixes = key_prefixes(ref.key)
     kept: list[str] = []
     budget = FILTERABLE_BUDGET - _json_bytes({**filterable, "prefixes": [], "deep": True})
@@ -151,6 +163,22 @@ def metadata(ref: ObjectRef, *, content_type: str | None = None, model: str = ""
     if model:
         stored["model"] = model
     return stored
+
+
+def stored_tags(concepts: TopConcepts, row: int) -> tuple[list[int], list[int]]:
+    """One image's tags as stored: concept ids scoring at least TAG_MIN_SCORE and their scores, best first."""
+    pairs = sorted(
+        ((int(s), int(i)) for i, s in zip(concepts.ids[row].tolist(), concepts.scores[row].tolist(), strict=True)
+         if s >= TAG_MIN_SCORE),
+        reverse=True,
+    )
+    return [i for _, i in pairs], [s for s, _ in pairs]
+
+
+def with_tag(where: dict[str, Any] | None, ids: Sequence[int]) -> dict[str, Any]:
+    """A filter that also asks for one of these concept ids among the stored `tags`."""
+    tagged = {"tags": {"$in": [int(i) for i in ids]}}
+    return tagged if where is None else {"$and": [where, tagged]}
 
 
 def prefix_filter(prefix: str | None) -> tuple[dict[str, Any] | None, bool]:
@@ -272,6 +300,7 @@ class S3VectorsBackend:
         self.max_top_k = max_top_k
         self.verify_writes = verify
         self.model = ""  # set by ensure(): the model's sha256 prefix, kept with every vector
+        self.tagging = TagNames()  # tag names ↔ concept ids, from the model folder when first needed
         self._info: dict[str, Any] | None = None
 
     @classmethod
@@ -366,6 +395,7 @@ class S3VectorsBackend:
         sequencers: what to put, what to delete, what is stale."""
         plan = Plan(rejected=len(batch.rejections))
         raw = batch.raw()
+        concepts = batch.concepts()
         adds: dict[str, tuple[str, int, Change]] = {}
         for position, ref in enumerate(batch.refs):
             self._check_bucket(ref)
@@ -384,7 +414,8 @@ class S3VectorsBackend:
                 raise ModelMismatch(
                     f"embeddings of {len(vector)} dimensions for the {self.dimension}-d index {self.where.uri}"
                 )
-            meta = metadata(ref, content_type=batch.content_types[position], model=self.model)
+            tags = stored_tags(concepts, position) if concepts is not None else None
+            meta = metadata(ref, content_type=batch.content_types[position], model=self.model, tags=tags)
             change = Change(ref.key, ref.order, ref.etag, vector.tolist(), meta)
             previous = adds.get(ref.key)
             if previous is None or (ref.order, position) >= previous[:2]:
@@ -544,9 +575,7 @@ class S3VectorsBackend:
 
     def _check(self, options: SearchOptions) -> int:
         if options.tag:
-            raise BadParameter(
-                "tag filters are not available on the s3vectors index backend: it keeps no concept tags yet"
-            )
+            self.tagging.ids(options.tag)  # an unknown tag is a 400, not an empty page
         if options.metric == "hamming":
             raise BadParameter(
                 "metric=hamming is not available on the s3vectors index backend: it keeps no binary codes; "
@@ -562,12 +591,14 @@ class S3VectorsBackend:
 
     def _search(self, vector: list[float], options: SearchOptions, want: int) -> list[Hit]:
         where, exact = prefix_filter(options.prefix)
+        if options.tag:
+            where = with_tag(where, self.tagging.ids(options.tag))
         top_k = want if exact else self.max_top_k
         while True:
             found, metric = self._query(vector, top_k, where)
             hits = [
                 hit
-                for hit in (self._hit(v, metric) for v in found)
+                for hit in (self._hit(v, metric, self.tagging.names()) for v in found)
                 if not options.prefix or hit.key.startswith(options.prefix)
             ]
             if len(hits) >= want or len(found) < top_k or top_k >= self.max_top_k:
@@ -604,14 +635,21 @@ class S3VectorsBackend:
             args["nextToken"] = token
 
     @staticmethod
-    def _hit(vector: dict[str, Any], metric: str) -> Hit:
+    def _hit(vector: dict[str, Any], metric: str, names: Sequence[str]) -> Hit:
         meta = vector.get("metadata") or {}
+        ids, scores = meta.get("tags") or [], meta.get("tag_scores") or []
+        tags = tuple(
+            (names[int(i)], round(int(p) / SCORE_SCALE, 3))
+            for i, p in zip(ids, scores, strict=False)
+            if 0 <= int(i) < len(names)
+        )
         return Hit(
             key=vector["key"],
             score=score(float(vector.get("distance", 1.0)), metric),
             bucket=str(meta.get("bucket", "")),
             etag=str(meta.get("etag", "")),
             size=int(meta.get("size", 0)),
+            tags=tags,
         )
 
     # --- facts ------------------------------------------------------------------------------------

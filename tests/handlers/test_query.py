@@ -406,7 +406,6 @@ def test_unexpected_error_is_500_without_internals(indexed: LocalAws, monkeypatc
     assert "secret" not in body["error"]["message"]
 
 
-@segments_only("concept tags live in segments; S3 Vectors refuses a tag filter (test below)")
 def test_hits_carry_tags_and_a_tag_filter_keeps_only_images_with_that_tag(indexed: LocalAws) -> None:
     status, body = indexed.api("apigw_rest_similar.json", path="/similar/set/0.png", key="set/0.png", query={"k": "10"})
     assert status == 200
@@ -422,14 +421,6 @@ def test_hits_carry_tags_and_a_tag_filter_keeps_only_images_with_that_tag(indexe
         "apigw_rest_similar.json", path="/similar/set/0.png", key="set/0.png", query={"tag": "no such class"}
     )
     assert (status, body["error"]["code"]) == (400, "bad_parameter") and "unknown tag" in body["error"]["message"]
-
-
-@s3vectors_only
-def test_a_tag_filter_on_s3vectors_is_a_400_naming_the_backend(indexed: LocalAws) -> None:
-    status, body = indexed.api(
-        "apigw_rest_similar.json", path="/similar/set/0.png", key="set/0.png", query={"tag": "tabby"}
-    )
-    assert (status, body["error"]["code"]) == (400, "bad_parameter") and "s3vectors" in body["error"]["message"]
 
 
 # --- words: GET /search?q=, JSON {"text"}, image or key + words ----------------------------------------
@@ -449,7 +440,7 @@ def unique_tags(aws: LocalAws) -> dict[str, str]:
     return unique
 
 
-@segments_only("finding the image by its tag's name relies on stored tags (S3 Vectors ranks by direction: below)")
+@segments_only("words alone are re-ranked by stored concepts on segments; S3 Vectors ranks by their direction (below)")
 def test_words_alone_find_the_image_tagged_with_them(indexed: LocalAws) -> None:
     unique = unique_tags(indexed)
     assert len(unique) >= 2, unique

@@ -498,3 +498,66 @@ def test_full_size_batches_stay_within_the_call_limits() -> None:
     assert written.indexed == 1200
     assert [n for n, _ in client.puts] == [500, 500, 200]
     assert max(size for _, size in client.puts) < 20 * 1024 * 1024
+
+
+# --- tags: stored as filterable concept ids, shown on hits, filtered on -------------------------------
+
+NAMES = ["tabby", "golden retriever", "crane", "crane", "beach"]
+
+
+def tagged_backend(backend: S3VectorsBackend) -> S3VectorsBackend:
+    from imgsearch.concepts import Concept, Vocabulary
+    from imgsearch.tagging import TagNames
+
+    backend.tagging = TagNames(vocabulary=Vocabulary([Concept(i, f"n{i:08d}", (n,), "") for i, n in enumerate(NAMES)]))
+    return backend
+
+
+def test_tags_are_stored_shown_on_hits_and_filtered_on(
+    backend: S3VectorsBackend, unit_vectors: Callable[..., np.ndarray]
+) -> None:
+    from imgsearch.concepts import TAG_MIN_SCORE, TopConcepts
+
+    backend = tagged_backend(backend)
+    raw = unit_vectors(6)
+    # even rows: tabby 0.71 + beach 0.10; odd rows: golden retriever 0.90 (+ tabby just below the tag threshold);
+    # row 4: the second "crane" class
+    ids = np.array([[0, 4], [1, 0], [0, 4], [1, 0], [3, 0], [1, 0]], np.uint16)
+    scores = np.array([[181, 26], [230, TAG_MIN_SCORE - 1], [181, 26], [230, TAG_MIN_SCORE - 1], [200, 0], [230, 0]], np.uint8)
+    batch = Batch()
+    batch.add([ref(f"{i}.jpg") for i in range(6)], raw, concepts=TopConcepts(ids, scores))
+    backend.write(batch)
+
+    stored = backend.client.get_vectors(**backend.where.params, keys=["0.jpg", "1.jpg"], returnMetadata=True)["vectors"]
+    meta = {v["key"]: v["metadata"] for v in stored}
+    assert (meta["0.jpg"]["tags"], meta["0.jpg"]["tag_scores"]) == ([0, 4], [181, 26])
+    assert (meta["1.jpg"]["tags"], meta["1.jpg"]["tag_scores"]) == ([1], [230])  # below TAG_MIN: not a tag
+
+    hits = backend.search(raw[:1], cosine(k=6))[0]
+    assert dict((h.key, h.tags) for h in hits)["0.jpg"] == (("tabby", 0.71), ("beach", 0.102))
+    tabby = backend.search(raw[:1], cosine(k=6, tag="Tabby"))[0]
+    assert sorted(h.key for h in tabby) == ["0.jpg", "2.jpg"]  # 1.jpg's tabby is under the threshold
+    assert [h.key for h in backend.search(raw[:1], cosine(k=6, tag="crane"))[0]] == ["4.jpg"]  # either class
+    both = backend.search(raw[:1], cosine(k=6, tag="golden_retriever", prefix="3"))[0]
+    assert [h.key for h in both] == ["3.jpg"]
+    with pytest.raises(BadParameter, match="unknown tag 'unicorn'"):
+        backend.search(raw[:1], cosine(tag="unicorn"))
+
+
+def test_export_carries_each_images_tags(
+    tmp_path: Path, spec: ModelSpec, backend: S3VectorsBackend, unit_vectors: Callable[..., np.ndarray]
+) -> None:
+    from imgsearch.concepts import TopConcepts
+    from imgsearch.export import export_index
+    from imgsearch.writer import BatchWriter
+
+    index = ImageIndex.open(str(tmp_path / "index"))
+    index.ensure(spec, bits=64)
+    writer = BatchWriter(index)
+    ids = np.array([[1, 0], [0, 4]], np.uint16)
+    writer.add([ref("a.jpg"), ref("b.jpg")], unit_vectors(2), concepts=TopConcepts(ids, np.array([[230, 3], [181, 26]], np.uint8)))
+    writer.commit()
+    export_index(index, tagged_backend(backend), bucket=BUCKET, state=tmp_path / "state.json")
+
+    found = backend.client.get_vectors(**backend.where.params, keys=["a.jpg", "b.jpg"], returnMetadata=True)["vectors"]
+    assert {v["key"]: v["metadata"]["tags"] for v in found} == {"a.jpg": [1], "b.jpg": [0, 4]}
