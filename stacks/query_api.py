@@ -114,8 +114,13 @@ class QueryApi(Construct):
             "Requests", validate_request_parameters=True, validate_request_body=True
         )
         integration = apigw.LambdaIntegration(self.function, proxy=True)
-        self.api.root.add_resource("search").add_method(
-            "POST", integration, request_validator=validator, request_parameters=QUERYSTRING
+        search = self.api.root.add_resource("search")
+        search.add_method("POST", integration, request_validator=validator, request_parameters=QUERYSTRING)
+        search.add_method(  # words alone: the gateway refuses a GET without q before the function runs
+            "GET",
+            integration,
+            request_validator=validator,
+            request_parameters={**QUERYSTRING, "method.request.querystring.q": True},
         )
         similar = self.api.root.add_resource("similar").add_resource("{key+}")
         similar.add_method(

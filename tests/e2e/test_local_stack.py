@@ -64,6 +64,27 @@ def test_search_by_key_and_more_like_this(uploaded: Stack) -> None:
     assert body["results"][0]["key"] == key and len(body["results"]) == 4
 
 
+def test_words_over_http_answer_tagged_hits_and_what_the_words_matched(uploaded: Stack) -> None:
+    status, body = uploaded.call("GET", "/search?q=a%20golden%20retriever&k=3")
+    assert status == 200, body
+    assert len(body["results"]) == 3 and body["text"]["matched"][0][0] == "golden retriever"
+    tagged = [hit for hit in body["results"] if hit["tags"]]
+    assert tagged, "hits carry the tags stored at ingest"
+    name = tagged[0]["tags"][0][0]
+    status, filtered = uploaded.call("GET", f"/search?q=dog&k=5&tag={quote(name)}")
+    assert status == 200 and filtered["results"]
+    assert all(name in [t[0] for t in hit["tags"]] for hit in filtered["results"])
+    key = next(iter(uploaded.images))
+    status, both = uploaded.call(
+        "POST", "/search?k=3", body=json.dumps({"key": key, "text": "beach"}).encode(), content_type="application/json"
+    )
+    assert status == 200 and both["text"]["query"] == "beach" and len(both["results"]) == 3
+    status, missing = uploaded.call("GET", "/search?k=3")
+    assert status == 400 and "needs the words" in missing["error"]["message"]
+    status, unknown = uploaded.call("GET", "/search?q=xyzzy")
+    assert (status, unknown["error"]["code"]) == (400, "no_concept_match")
+
+
 def test_presigned_result_urls_serve_the_image(uploaded: Stack) -> None:
     import urllib.request
 

@@ -275,7 +275,14 @@ def test_rest_api_needs_an_api_key_accepts_binary_images_and_is_throttled(synth)
         ("GET", True),
         ("GET", False),  # the search page at /: public, it asks the user for the key
     }
-    assert len(methods) == 4
+    assert len(methods) == 5
+    get_search = [
+        m["Properties"] for m in methods.values()
+        if m["Properties"]["HttpMethod"] == "GET"
+        and m["Properties"].get("RequestParameters", {}).get("method.request.querystring.q") is True
+    ]
+    assert len(get_search) == 1  # GET /search: words alone, q required at the gateway
+    assert get_search[0]["RequestParameters"]["method.request.querystring.tag"] is False
     api = next(iter(_resources(template, "AWS::ApiGateway::RestApi")))
     public = [m["Properties"] for m in methods.values() if not m["Properties"]["ApiKeyRequired"]]
     assert len(public) == 1
@@ -467,3 +474,11 @@ def test_the_lifecycle_rule_expires_the_tag_the_core_store_puts_on_retired_objec
     from stacks.storage import RETIRED_TAG
 
     assert {"Key": RETIRED_TAG[0], "Value": RETIRED_TAG[1]} == core_tag
+
+
+def test_the_gateway_passes_every_query_parameter_the_api_takes() -> None:
+    from imgsearch.options import QUERY_PARAMETERS
+    from stacks.wiring import ROUTES, SEARCH_PARAMETERS
+
+    assert set(SEARCH_PARAMETERS) == set(QUERY_PARAMETERS)
+    assert ("GET", "/search", True) in ROUTES
