@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20,22
 
-.PHONY: setup test lint bench clean layers synth local reliability scale backfill-bench
+.PHONY: setup test lint bench clean layers synth local reliability scale backfill-bench text-bench
 
 setup:  ## virtual environment, the package with its pinned dependencies, and the ONNX model
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -42,6 +42,10 @@ scale:  ## the scale benchmark at 1,000,000 images (CIFAR-10 embeddings + pertur
 
 backfill-bench:  ## backfill 5,000 objects on the local stack, SIGKILLed and resumed (docs/DEPLOY.md; ~2 min)
 	$(BIN)/python scripts/backfill_bench.py --objects $(or $(OBJECTS),5000) --kills 3
+
+text-bench:  ## search by words through the CLI (CIFAR-10 test, Corel-1k), then Corel-1k through both backends (~5 min)
+	$(BIN)/python scripts/text_cli_bench.py --datasets ../shared/datasets --out bench-out --keep bench-out/text-cli
+	$(BIN)/python scripts/backends_compare.py --index bench-out/text-cli/corel1k-index
 
 layers:  ## Lambda layers + function code for arm64 and x86_64 in layers/build/ (pip --platform, no Docker)
 	$(BIN)/python layers/build.py --sizes

@@ -24,14 +24,14 @@ from .concepts import (
     image_text_vector,
 )
 from .encode import Encoder
-from .errors import BadParameter, ImgSearchError, KeyNotIndexed
+from .errors import BadParameter, KeyNotIndexed
 from .index import ImageIndex
 from .live import Live, LiveSet
 from .manifest import Manifest
-from .modelspec import ModelSpec, default_model_dir
 from .options import MAX_K, METRICS, SearchOptions
 from .pooled import Pooled, pool, poolable
 from .segment import ObjectRef, Rejection, Segment, object_id, table_refs
+from .tagging import TagNames, tag_name
 
 if TYPE_CHECKING:
     from .text import TextQuery
@@ -46,7 +46,7 @@ FULL_RERANK = 4  # … and when the candidates are at least a quarter of its row
 GRAPH_FILTER_FRACTION = 0.05  # a prefix matching at least this share of a graph segment is post-filtered
 HYBRID_GRAPHS = ("floats", "codes")  # what hybrid searches on a segment with an HNSW graph
 PREFIX_CACHE = 8  # filter masks (prefix and/or tag) kept per segment (one byte per row each)
-TEXT_CANDIDATES = 300  # words alone: images along the words' direction re-ranked by their concepts (TEXT-SEARCH.md)
+TEXT_CANDIDATES = 3000  # words alone: images along the words' direction re-ranked by their concepts (TEXT-SEARCH.md)
 PREFIX_VIEWS = 2  # vectors of a selective filter's rows kept per segment (≤ 2 × 5% × 512 B ≈ 51 B a row)
 
 Filter = tuple[str | None, str | None]  # (key prefix, tag as normalised by tag_name): a row filter
@@ -90,11 +90,6 @@ class Hit:
     tags: tuple[tuple[str, float], ...] = ()
 
 
-def tag_name(text: str) -> str:
-    """A tag as compared: case and spacing ignored, "_" as a space ("Golden_Retriever" = "golden retriever")."""
-    return " ".join(text.replace("_", " ").lower().split())
-
-
 class Searcher:
     """Answers queries over an index; re-reads the manifest at most every `refresh_seconds`."""
 
@@ -126,11 +121,8 @@ class Searcher:
         self._prefixes: dict[str, dict[Filter, np.ndarray]] = {}  # segment name → filter → row mask
         self._views: dict[str, dict[Filter, tuple[np.ndarray, Segment]]] = {}  # … → (rows, their vectors)
         self.model_dir = model_dir
-        self._vocabulary = vocabulary
-        self._vocabulary_read = vocabulary is not None
+        self.tagging = TagNames(model_dir=model_dir, vocabulary=vocabulary)
         self._heads: dict[str, tuple[ConceptHead, ConceptHead]] = {}  # encoder version → (head, projected)
-        self._tag_ids: dict[str, tuple[int, ...]] = {}  # tag_name(class name) → its class ids
-        self._names: list[str] = []  # the vocabulary's class names, by id
         self._buckets: list[str] = []
         self._etag: str | None = None
         self._checked = 0.0
@@ -207,49 +199,19 @@ class Searcher:
 
     def vocabulary(self) -> Vocabulary | None:
         """The concepts' names (read once, when first needed), or None if the model folder has none."""
-        if not self._vocabulary_read:
-            with self._lock:
-                if not self._vocabulary_read:
-                    model_dir = self.model_dir or default_model_dir()
-                    try:
-                        self._vocabulary = Vocabulary.load(model_dir, ModelSpec.load(model_dir))
-                    except ImgSearchError:  # no model manifest, no vocabulary, or an unreadable one
-                        self._vocabulary = None
-                    self._vocabulary_read = True
-        return self._vocabulary
+        return self.tagging.vocabulary()
 
     def tag_ids(self, tag: str) -> tuple[int, ...]:
         """The class ids a tag names (a few names, such as 'crane', name two classes)."""
-        vocabulary = self.vocabulary()
-        if vocabulary is None:
-            raise BadParameter(
-                "tags need the model's concept vocabulary, and this model folder has none: "
-                "rebuild the model with `imgsearch build-model`"
-            )
-        if not self._tag_ids:
-            ids: dict[str, list[int]] = {}
-            for concept in vocabulary.concepts:
-                ids.setdefault(tag_name(concept.name), []).append(concept.id)
-            self._tag_ids = {name: tuple(found) for name, found in ids.items()}
-        found = self._tag_ids.get(tag_name(tag))
-        if not found:
-            raise BadParameter(
-                f"unknown tag {tag!r}: tags are ImageNet class names such as 'golden retriever' or 'tabby' "
-                "(the `tags` of search results show them)"
-            )
-        return found
+        return self.tagging.ids(tag)
 
     def _tags(self, segment: Segment, row: int) -> tuple[tuple[str, float], ...]:
         if segment.concepts is None:
             return ()
-        vocabulary = self.vocabulary()
-        if vocabulary is None:
-            return ()
-        if len(self._names) != len(vocabulary):
-            self._names = vocabulary.names
-        return segment.concepts.tags(row, self._names)
+        names = self.tagging.names()
+        return segment.concepts.tags(row, names) if names else ()
 
-    # --- queries ----------------------------------------------------------------------------------
+    # --- queries ------------------------------------------------------------------------------------
 
     def search(
         self,
