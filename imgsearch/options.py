@@ -1,4 +1,4 @@
-"""Search options as one validated value: k, metric, min_score, prefix, offset, exact, tag (and the
+"""Search options as one validated value: k, metric, min_score, prefix, offset, exact, tag, expand (and the
 words of a text query, `query_text`, which are the query rather than an option).
 
 Built by the query API from its query string (`SearchOptions.from_query`, strict: ASCII digits,
@@ -24,7 +24,8 @@ MAX_K = 1000
 MAX_OFFSET = 10_000  # paging stops here: a query never ranks more than MAX_K + MAX_OFFSET candidates
 MIN_SCORE_RANGE = (-1.0, 1.0)  # scores are cosine or 1 - normalised Hamming distance, clipped to [-1, 1]
 TEXT_PARAMETER = "q"  # words to search for (GET /search?q=..., or beside a POSTed image): query_text
-QUERY_PARAMETERS = ("k", "metric", "min_score", "prefix", "offset", "tag", TEXT_PARAMETER)  # what the API takes
+QUERY_PARAMETERS = ("k", "metric", "min_score", "prefix", "offset", "tag", "expand", TEXT_PARAMETER)  # the API's
+MAX_EXPAND = 50  # α-query expansion over at most this many first hits
 MAX_TEXT_CHARS = 500  # a query in words: a phrase, not a document
 MAX_PREFIX_CHARS = 1024  # S3 keys are at most 1024 bytes
 MAX_TAG_CHARS = 100  # class names are far shorter; the Searcher checks the name against the vocabulary
@@ -44,6 +45,7 @@ class SearchOptions:
     offset: int = 0
     exact: bool = False
     tag: str | None = None  # only images tagged with this class name (Searcher checks it is one)
+    expand: int = 0  # α-query expansion: search again moved toward the first `expand` hits (0: off)
 
     def __post_init__(self) -> None:
         if not _whole(self.k) or not 1 <= self.k <= MAX_K:
@@ -66,6 +68,8 @@ class SearchOptions:
             raise BadParameter(f"offset must be a whole number from 0 to {MAX_OFFSET}, not {self.offset!r}")
         if not isinstance(self.exact, bool):
             raise BadParameter(f"exact must be true or false, not {self.exact!r}")
+        if not _whole(self.expand) or not 0 <= self.expand <= MAX_EXPAND:
+            raise BadParameter(f"expand must be a whole number from 0 to {MAX_EXPAND}, not {self.expand!r}")
         if self.tag is not None and not (isinstance(self.tag, str) and 0 < len(self.tag.strip()) <= MAX_TAG_CHARS):
             raise BadParameter(
                 f"tag must be a class name of at most {MAX_TAG_CHARS} characters, such as 'golden retriever'"
@@ -95,6 +99,7 @@ class SearchOptions:
             if "offset" in values
             else 0,
             tag=values.get("tag") or None,
+            expand=_whole_number("expand", values["expand"], low=0, high=MAX_EXPAND) if "expand" in values else 0,
         )
 
     def search_kwargs(self) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import json
 import math
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -571,6 +571,8 @@ class S3VectorsBackend:
             if origin is None:
                 raise BadParameter("the query embedding is zero or not finite")
         vector = direction if origin is None else image_text_vector(origin, direction)
+        if origin is None:
+            options = replace(options, expand=0)  # words alone are not expanded (as on segments)
         return self._search(vector.astype(np.float32).tolist(), options, want)
 
     def _check(self, options: SearchOptions) -> int:
@@ -590,6 +592,8 @@ class S3VectorsBackend:
         return want
 
     def _search(self, vector: list[float], options: SearchOptions, want: int) -> list[Hit]:
+        if options.expand:
+            vector = self._expanded(vector, options)
         where, exact = prefix_filter(options.prefix)
         if options.tag:
             where = with_tag(where, self.tagging.ids(options.tag))
@@ -610,6 +614,24 @@ class S3VectorsBackend:
                 break
             page.append(hit)
         return page
+
+    def _expanded(self, vector: list[float], options: SearchOptions) -> list[float]:
+        """α-query expansion as the segment backend does it: unit(q + Σ max(s, 0)^α d) over the first
+        `expand` hits (their vectors read with GetVectors), then searched again."""
+        from .search import EXPAND_ALPHA
+
+        first = self._search(vector, replace(options, k=options.expand, offset=0, min_score=None, expand=0), options.expand)
+        if not first:
+            return vector
+        found = self._call(
+            "get_vectors", **self.where.params, keys=[h.key for h in first], returnData=True, returnMetadata=False
+        ).get("vectors", [])
+        data = {v["key"]: np.asarray(v["data"]["float32"], dtype=np.float32) for v in found}
+        moved = np.asarray(vector, dtype=np.float32).copy()
+        for hit in first:
+            if hit.key in data:
+                moved += max(hit.score, 0.0) ** EXPAND_ALPHA * data[hit.key]
+        return (moved / max(float(np.linalg.norm(moved)), 1e-12)).astype(np.float32).tolist()
 
     def _query(
         self, vector: list[float], top_k: int, where: dict[str, Any] | None

@@ -46,6 +46,7 @@ FULL_RERANK = 4  # … and when the candidates are at least a quarter of its row
 GRAPH_FILTER_FRACTION = 0.05  # a prefix matching at least this share of a graph segment is post-filtered
 HYBRID_GRAPHS = ("floats", "codes")  # what hybrid searches on a segment with an HNSW graph
 PREFIX_CACHE = 8  # filter masks (prefix and/or tag) kept per segment (one byte per row each)
+EXPAND_ALPHA = 3.0  # α-query expansion: a hit's weight is its score to this power (docs/BENCHMARKS.md)
 TEXT_CANDIDATES = 3000  # words alone: images along the words' direction re-ranked by their concepts (TEXT-SEARCH.md)
 PREFIX_VIEWS = 2  # vectors of a selective filter's rows kept per segment (≤ 2 × 5% × 512 B ≈ 51 B a row)
 
@@ -224,6 +225,7 @@ class Searcher:
         offset: int = 0,
         exact: bool = False,
         tag: str | None = None,
+        expand: int = 0,
     ) -> list[list[Hit]]:
         """Top-k hits for each raw embedding (rows of the model's output), best first."""
         queries = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
@@ -237,6 +239,7 @@ class Searcher:
             offset=offset,
             exact=exact,
             tag=tag,
+            expand=expand,
         )
 
     def search_direction(
@@ -250,6 +253,7 @@ class Searcher:
         offset: int = 0,
         exact: bool = False,
         tag: str | None = None,
+        expand: int = 0,
     ) -> list[list[Hit]]:
         """Top-k hits for directions in the raw embedding space (a text query's concept direction).
 
@@ -271,6 +275,7 @@ class Searcher:
             offset=offset,
             exact=exact,
             tag=tag,
+            expand=expand,
         )
 
     def search_key(
@@ -285,6 +290,7 @@ class Searcher:
         offset: int = 0,
         exact: bool = False,
         tag: str | None = None,
+        expand: int = 0,
     ) -> list[Hit]:
         """ "More like this": search with the stored vectors of an indexed object."""
         self.refresh()
@@ -302,6 +308,7 @@ class Searcher:
                 offset=offset,
                 exact=exact,
                 tag=tag,
+                expand=expand,
             )[0]
         # Segments with other encoders: re-encode from the raw embedding (read once, then cached).
         if segment.raw is None:
@@ -309,7 +316,8 @@ class Searcher:
             segment.raw = self.index.load_raw(info)
         raw = segment.raw[row : row + 1].astype(np.float32)
         return self.search(
-            raw, k=k, metric=metric, min_score=min_score, prefix=prefix, offset=offset, exact=exact, tag=tag
+            raw, k=k, metric=metric, min_score=min_score, prefix=prefix, offset=offset, exact=exact, tag=tag,
+            expand=expand,
         )[0]
 
     def search_text(
@@ -326,6 +334,7 @@ class Searcher:
         offset: int = 0,
         exact: bool = False,
         tag: str | None = None,
+        expand: int = 0,
     ) -> list[Hit]:
         """Images for some words (`TextSearch.query`), alone or with an image (a raw embedding) or an
         indexed key: "like this, but <words>".
@@ -335,15 +344,18 @@ class Searcher:
         logits recomputed from their vectors); scores are that fusion scaled to 0–1 over the candidates.
         With an image or a key: one vector, image + IMAGE_TEXT_WEIGHT × the words' direction in each
         encoder's float space (`concepts.image_text_vector`), searched like an image; cosine scores.
+        `expand` applies to an image or a key with words, not to words alone.
         """
-        SearchOptions(k=k, metric=metric, min_score=min_score, prefix=prefix, offset=offset, exact=exact, tag=tag)
+        SearchOptions(
+            k=k, metric=metric, min_score=min_score, prefix=prefix, offset=offset, exact=exact, tag=tag, expand=expand
+        )
         if image is not None and key is not None:
             raise BadParameter("give an image or a key with the words, not both")
         options = {"k": k, "metric": metric, "prefix": prefix, "offset": offset, "exact": exact, "tag": tag}
         direction = np.asarray(query.direction, dtype=np.float32).reshape(1, -1)
         if image is not None or key is not None:
             encode = self._image_text(direction, image=image, key=key, bucket=bucket)
-            return self._hits(*self._ranked(encode, 1, **options)[0], min_score=min_score)  # type: ignore[arg-type]
+            return self._search(encode, 1, **options, min_score=min_score, expand=expand)[0]  # type: ignore[arg-type]
 
         def along(encoder: Encoder) -> tuple[np.ndarray, np.ndarray]:
             return encoder.direction(direction), encoder.codes(direction + encoder.mean)
@@ -418,10 +430,41 @@ class Searcher:
         offset: int,
         exact: bool,
         tag: str | None = None,
+        expand: int = 0,
     ) -> list[list[Hit]]:
-        SearchOptions(k=k, metric=metric, min_score=min_score, prefix=prefix, offset=offset, exact=exact, tag=tag)
+        SearchOptions(
+            k=k, metric=metric, min_score=min_score, prefix=prefix, offset=offset, exact=exact, tag=tag, expand=expand
+        )
+        if expand:  # α-query expansion: search again with the query moved toward its own top hits
+            first = self._ranked(encode, n, k=expand, metric=metric, prefix=prefix, offset=0, exact=exact, tag=tag)
+            encode = self._expanded(encode, first)
         ranked = self._ranked(encode, n, k=k, metric=metric, prefix=prefix, offset=offset, exact=exact, tag=tag)
         return [self._hits(*found, min_score=min_score) for found in ranked]
+
+    def _expanded(
+        self,
+        encode: Callable[[str], tuple[np.ndarray, np.ndarray]],
+        first: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    ) -> Callable[[str], tuple[np.ndarray, np.ndarray]]:
+        """version → (floats, codes) of each query moved toward its first hits: unit(q + Σ max(s, 0)^α y) over
+        the hits y (stored float vectors) of that version's segments (EXPAND_ALPHA; docs/BENCHMARKS.md)."""
+        hits = []
+        for scores, positions, rows in first:
+            by_version: dict[str, list[np.ndarray]] = {}
+            for pos in np.unique(positions).tolist():
+                segment = self.live.segments[pos].segment
+                at = np.flatnonzero(positions == pos)
+                weights = np.maximum(scores[at].astype(np.float32), 0.0) ** EXPAND_ALPHA
+                by_version.setdefault(segment.encoder, []).append(weights @ segment.vectors(rows[at]))
+            hits.append({version: np.sum(parts, axis=0) for version, parts in by_version.items()})
+
+        def encoded(encoder: Encoder) -> tuple[np.ndarray, np.ndarray]:
+            floats, _ = encode(encoder.version)
+            moved = np.stack([f + h.get(encoder.version, 0.0) for f, h in zip(floats, hits, strict=True)])
+            moved = (moved / np.maximum(np.linalg.norm(moved, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+            return moved, encoder.codes(encoder.embedding_of(moved))
+
+        return _encoding(self.index, encoded)
 
     def _ranked(
         self,

@@ -10,7 +10,8 @@
 - Image + text (Corel-1k): each of the 100 query images (class A) with the name of each other class B;
   P@10 of class B, and how often the top hit is of class B.
 - Cost: the search step of a text query in-process (words → concepts → ranked hits) on the CIFAR index,
-  p50 / p99 over the class names and hard queries, and the same for image + text.
+  p50 / p99 over the class names and hard queries, and the same for image + text; image queries with
+  the hits' tags on against the same searcher with them off.
 
 Prints every figure and writes OUT/text-cli-results.json. The extracted images and the indexes live in a
 temporary folder (--keep DIR keeps them).
@@ -169,6 +170,38 @@ def latency(location: Path, texts: list[str], image: Path, threads: int) -> None
                                  "queries": len(times)})
 
 
+def tag_cost(location: Path, image_paths: list[Path], threads: int, rounds: int = 5) -> None:
+    """Image queries with tags on the hits (concepts stored: the default) against the same Searcher with
+    tags off (an empty vocabulary), alternating, same index, same query vectors: what stored concepts
+    add to a query."""
+    import imgsearch  # noqa: F401  (onnxruntime before usearch)
+    from imgsearch.concepts import Vocabulary
+    from imgsearch.embed import Embedder
+    from imgsearch.index import ImageIndex
+    from imgsearch.search import Searcher
+    from imgsearch.tagging import TagNames
+
+    vectors, _ = Embedder.load(threads=threads).embed_bytes([p.read_bytes() for p in image_paths])
+    on = Searcher(ImageIndex.open(str(location)))
+    off = Searcher(ImageIndex.open(str(location)))
+    off.tagging = TagNames(vocabulary=Vocabulary([]))  # no names: hits carry no tags
+    for searcher in (on, off):
+        searcher.refresh(force=True)
+        searcher.search(vectors[:5], k=10)  # warm
+    times: dict[str, list[float]] = {"on": [], "off": []}
+    for _ in range(rounds):
+        for row in vectors:
+            for name, searcher in (("on", on), ("off", off)):
+                t0 = time.perf_counter()
+                searcher.search(row[None, :], k=10)
+                times[name].append((time.perf_counter() - t0) * 1000)
+    for name, values in times.items():
+        values.sort()
+        say(f"cost.image_query_tags_{name}_ms", {"p50": round(statistics.median(values), 3),
+                                                "p99": round(values[int(0.99 * (len(values) - 1))], 3), "queries": len(values)})
+    say("cost.concept_bytes_per_image", 15)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", type=Path, default=Path("../shared/datasets"))
@@ -199,6 +232,7 @@ def main() -> None:
         folder, location, labels = sets["cifar10"]
         texts = [query_text(label) for label in sorted(set(labels.values()))] + [t for t, _ in HARD_QUERIES["cifar10"]]
         latency(location, texts, folder / next(iter(labels)), args.threads)
+        tag_cost(location, [folder / key for key in sorted(labels)[::50]], args.threads)
     finally:
         if args.keep is None:
             shutil.rmtree(scratch, ignore_errors=True)

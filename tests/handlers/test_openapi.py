@@ -134,6 +134,7 @@ def test_gateway_response_bodies_match_the_error_schema() -> None:
 
 def test_documented_parameter_bounds_are_the_ones_the_code_enforces() -> None:
     from imgsearch.options import (
+        MAX_EXPAND,
         MAX_OFFSET,
         MAX_PREFIX_CHARS,
         MAX_TAG_CHARS,
@@ -154,6 +155,7 @@ def test_documented_parameter_bounds_are_the_ones_the_code_enforces() -> None:
     assert parameters["metric"]["schema"]["enum"] == list(METRICS)
     assert parameters["prefix"]["schema"]["maxLength"] == MAX_PREFIX_CHARS
     assert parameters["tag"]["schema"]["maxLength"] == MAX_TAG_CHARS
+    assert (parameters["expand"]["schema"]["minimum"], parameters["expand"]["schema"]["maximum"]) == (0, MAX_EXPAND)
     words = SPEC["components"]["schemas"]["Words"]
     assert parameters["q"]["schema"] == {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS}
     assert (words["minLength"], words["maxLength"]) == (1, MAX_TEXT_CHARS)

@@ -561,3 +561,19 @@ def test_export_carries_each_images_tags(
 
     found = backend.client.get_vectors(**backend.where.params, keys=["a.jpg", "b.jpg"], returnMetadata=True)["vectors"]
     assert {v["key"]: v["metadata"]["tags"] for v in found} == {"a.jpg": [1], "b.jpg": [0, 4]}
+
+
+def test_query_expansion_searches_again_from_the_moved_vector(
+    backend: S3VectorsBackend, unit_vectors: Callable[..., np.ndarray]
+) -> None:
+    from imgsearch.search import EXPAND_ALPHA
+
+    raw = unit_vectors(30)
+    backend.write(adds([ref(f"{i}.jpg") for i in range(30)], raw))
+    query = raw[:1] + 0.5 * raw[1:2]
+    first = backend.search(query, cosine(k=3))[0]
+    moved = query[0] / np.linalg.norm(query[0])
+    moved = moved + sum(max(h.score, 0) ** EXPAND_ALPHA * raw[int(h.key.split(".")[0])] for h in first)
+
+    expanded = backend.search(query, cosine(k=6, expand=3))[0]
+    assert [h.key for h in expanded] == [h.key for h in backend.search(moved[None], cosine(k=6))[0]]

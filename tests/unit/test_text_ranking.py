@@ -149,3 +149,42 @@ def test_embedding_of_gives_back_the_floats_and_the_codes(unit_vectors: Vectors,
     assert np.allclose(encoder.floats(again), floats, atol=1e-5)
     if kind == "itq":  # the codes' signs depend only on the float part (bits = dims: the same PCA)
         assert np.array_equal(encoder.codes(again), encoder.codes(raw))
+
+
+# --- α-query expansion (an option of every image and key query) --------------------------------------
+
+
+def test_expansion_searches_again_from_the_query_moved_toward_its_first_hits(world) -> None:
+    from imgsearch.search import EXPAND_ALPHA
+
+    index, raw, _, _ = world
+    searcher = Searcher(index, vocabulary=VOCABULARY)
+    query = raw[3] + 0.3 * raw[50]
+    hits = searcher.search(query[None], k=8, metric="cosine", exact=True, expand=5)[0]
+
+    encoder = index.encoder(searcher.manifest.encoder)
+    floats = encoder.floats(raw)
+    q = encoder.floats(query[None])[0]
+    first = np.argsort(-(floats @ q), kind="stable")[:5]
+    moved = q + ((np.maximum(floats[first] @ q, 0) ** EXPAND_ALPHA)[:, None] * floats[first]).sum(axis=0)
+    moved /= np.linalg.norm(moved)
+    expected = np.argsort(-(floats @ moved), kind="stable")[:8]
+    assert [h.key for h in hits] == [f"{i:03d}.jpg" for i in expected]
+    assert [h.score for h in hits] == pytest.approx((floats[expected] @ moved).tolist(), abs=2e-3)
+    # off by default, and pages of an expanded query are slices of one ranking
+    assert [h.key for h in searcher.search(query[None], k=8, metric="cosine", exact=True)[0]] == [
+        f"{i:03d}.jpg" for i in np.argsort(-(floats @ q), kind="stable")[:8]
+    ]
+    pages = [h.key for o in (0, 4) for h in searcher.search(query[None], k=4, offset=o, metric="cosine", exact=True, expand=5)[0]]
+    assert pages == [h.key for h in hits]
+
+
+def test_expansion_is_bounded_and_applies_to_more_like_this(world) -> None:
+    index, _, _, _ = world
+    searcher = Searcher(index, vocabulary=VOCABULARY)
+    with pytest.raises(BadParameter, match="expand must be a whole number from 0 to 50"):
+        searcher.search_key("007.jpg", expand=51)
+    plain = searcher.search_key("007.jpg", k=5, metric="cosine", exact=True)
+    expanded = searcher.search_key("007.jpg", k=5, metric="cosine", exact=True, expand=3)
+    assert plain[0].key == expanded[0].key == "007.jpg"
+    assert expanded[0].score < plain[0].score  # the moved query is no longer the image itself

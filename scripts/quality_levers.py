@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""Retrieval-quality levers measured on cached embeddings (numpy only), for docs/BENCHMARKS.md.
+
+    .venv/bin/python scripts/quality_levers.py --datasets ../shared/datasets --out bench-out
+
+Needs the caches the other benchmarks write: `bench-out/cifar-raw.npy` (scripts/bench.py: the 59,000
+database then 1,000 query embeddings of the deep-hashing protocol) and `bench-out/text/corel1k-*.npz`
+(scripts/text_bench.py: Corel-1k vectors and class logits, sorted by path).
+
+Protocols as scripts/bench.py: Corel-1k 100 queries against 900 images, mAP@100; CIFAR-10 1,000 queries
+against 59,000, mAP@1000 (AP over the relevant retrieved). Levers:
+
+- semantic: feature cosine + β × the similarity of the two images' stored top-5 concepts (Σ p·p over
+  shared classes, uint8 probabilities as stored). Corel: from the model's logits; CIFAR: the logits
+  recomputed from the unit vectors by the classifier head (T = 15, as concepts.ConceptHead.scores).
+- query expansion (αQE): the query replaced by unit(q + Σ_{i≤n} s_i^α d_i) over its top n, searched again.
+- database-side augmentation (DBA): each database vector replaced by unit(Σ_{i≤n} s_i^α d_i) over its
+  own top n (measured only: it rewrites old vectors whenever new ones arrive).
+- a PCA for small indexes: fitted once on a public set (CIFAR-10's 59,000) and applied to Corel-1k,
+  or fitted on Corel's own 900, against the raw 1280-d cosine of the unfitted default.
+- codes: 64-bit ITQ on the PCA of the features (the default) against ITQ on features joined with
+  γ × the top-5 concept vector (semantic codes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+import imgsearch  # noqa: F401  (onnxruntime before usearch)
+from imgsearch.concepts import ConceptHead, TopConcepts, top_concepts
+from imgsearch.encode import fit_itq
+from imgsearch.modelspec import ModelSpec, default_model_dir
+
+RESULTS: dict[str, object] = {}
+
+
+def say(name: str, value: object) -> None:
+    RESULTS[name] = value
+    print(f"{name}: {value}", flush=True)
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def mean_ap(scores: np.ndarray, q_labels: np.ndarray, db_labels: np.ndarray, k: int) -> float:
+    """mAP@k (AP over the relevant retrieved in the top k, as scripts/bench.py)."""
+    top = np.argpartition(-scores, k, axis=1)[:, :k]
+    order = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable"), axis=1)
+    relevant = (db_labels[order] == q_labels[:, None]).astype(np.float64)
+    hits = np.cumsum(relevant, axis=1)
+    precision = hits / np.arange(1, k + 1)
+    found = relevant.sum(axis=1)
+    ap = np.where(found > 0, (precision * relevant).sum(axis=1) / np.maximum(found, 1), 0.0)
+    return round(float(ap.mean()), 4)
+
+
+def concept_matrix(top: TopConcepts, classes: int) -> np.ndarray:
+    """n × classes dense probabilities of the stored top concepts (uint8 / 255), zeros elsewhere."""
+    dense = np.zeros((len(top), classes), np.float32)
+    np.put_along_axis(dense, top.ids.astype(np.int64), top.scores.astype(np.float32) / 255.0, axis=1)
+    return dense
+
+
+def hamming_scores(q_codes: np.ndarray, db_codes: np.ndarray, bits: int) -> np.ndarray:
+    table = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(axis=1).astype(np.int32)
+    out = np.empty((len(q_codes), len(db_codes)), np.float32)
+    for i, q in enumerate(q_codes):
+        out[i] = 1.0 - table[np.bitwise_xor(db_codes, q)].sum(axis=1) / bits
+    return out
+
+
+def expanded(q: np.ndarray, db: np.ndarray, n: int, alpha: float) -> np.ndarray:
+    sims = q @ db.T
+    top = np.argpartition(-sims, n, axis=1)[:, :n]
+    weights = np.maximum(np.take_along_axis(sims, top, axis=1), 0.0) ** alpha
+    return unit(q + np.einsum("qn,qnd->qd", weights, db[top]))
+
+
+def augmented(db: np.ndarray, n: int, alpha: float, chunk: int = 2000) -> np.ndarray:
+    out = np.empty_like(db)
+    for start in range(0, len(db), chunk):
+        part = db[start : start + chunk]
+        sims = part @ db.T
+        top = np.argpartition(-sims, n, axis=1)[:, :n]  # includes the vector itself
+        weights = np.maximum(np.take_along_axis(sims, top, axis=1), 0.0) ** alpha
+        out[start : start + chunk] = unit(np.einsum("qn,qnd->qd", weights, db[top]))
+    return out
+
+
+def levers(name: str, q: np.ndarray, db: np.ndarray, q_top: TopConcepts, db_top: TopConcepts,
+           q_labels: np.ndarray, db_labels: np.ndarray, k: int, classes: int) -> None:
+    base = q @ db.T
+    say(f"{name}.cosine", mean_ap(base, q_labels, db_labels, k))
+    qc, dc = concept_matrix(q_top, classes), concept_matrix(db_top, classes)
+    semantic = qc @ dc.T
+    say(f"{name}.concepts_only", mean_ap(semantic, q_labels, db_labels, k))
+    for beta in (0.1, 0.2, 0.3, 0.5, 1.0):
+        say(f"{name}.cosine+{beta}*concepts", mean_ap(base + beta * semantic, q_labels, db_labels, k))
+    for n, alpha in ((5, 3.0), (10, 3.0), (20, 3.0)):
+        say(f"{name}.aqe_n{n}_a{alpha:g}", mean_ap(expanded(q, db, n, alpha) @ db.T, q_labels, db_labels, k))
+    for n in (5, 10):
+        aug = augmented(db, n, 3.0)
+        say(f"{name}.dba_n{n}", mean_ap(q @ aug.T, q_labels, db_labels, k))
+
+
+def load_corel(datasets: Path, out: Path, fingerprint: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    with zipfile.ZipFile(datasets / "corel1k.zip") as archive:
+        rows = list(csv.DictReader(io.TextIOWrapper(archive.open("corel1k/labels.csv"), encoding="utf-8")))
+    rows.sort(key=lambda r: r["path"])
+    with np.load(out / "text" / f"corel1k-{fingerprint}.npz") as data:
+        vectors, logits = data["vectors"].astype(np.float32), data["logits"].astype(np.float32)
+    return vectors, logits, np.array([r["label"] for r in rows]), [r["split"] for r in rows]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", type=Path, default=Path("../shared/datasets"))
+    parser.add_argument("--out", type=Path, default=Path("bench-out"))
+    args = parser.parse_args()
+    say("command", " ".join(sys.argv))
+    model_dir = default_model_dir()
+    spec = ModelSpec.load(model_dir)
+    head = ConceptHead.load(model_dir, spec)
+    classes = head.weight.shape[0]
+
+    # --- Corel-1k: 100 queries against 900 --------------------------------------------------------------
+    vectors, logits, labels, splits = load_corel(args.datasets, args.out, spec.fingerprint)
+    vectors = unit(vectors)
+    is_query = np.array([s == "query" for s in splits])
+    top = top_concepts(logits)
+    q, db = vectors[is_query], vectors[~is_query]
+    levers("corel", q, db, top.take(np.flatnonzero(is_query)), top.take(np.flatnonzero(~is_query)),
+           labels[is_query], labels[~is_query], 100, classes)
+
+    # --- CIFAR-10: 1,000 queries against 59,000 ------------------------------------------------------------
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench import cifar_raw  # the same split and cache as scripts/bench.py
+
+    raw, db_rows, q_rows, _ = cifar_raw(args.datasets, None, args.out)  # type: ignore[arg-type]
+    raw = unit(raw)
+    db_raw, q_raw = raw[: len(db_rows)], raw[len(db_rows) :]
+    db_labels = np.array([r["label"] for r in db_rows])
+    q_labels = np.array([r["label"] for r in q_rows])
+    approx = ConceptHead(head.weight, head.bias)
+    cifar_top = top_concepts(np.concatenate([15.0 * (part @ approx.weight.T) + approx.bias
+                                             for part in np.array_split(raw, 30)]))
+    db_top, q_top = cifar_top.take(np.arange(len(db_rows))), cifar_top.take(np.arange(len(db_rows), len(raw)))
+    encoder = fit_itq(db_raw, bits=256, dims=256)
+    fq, fdb = encoder.floats(q_raw), encoder.floats(db_raw)
+    levers("cifar.pca256", fq, fdb, q_top, db_top, q_labels, db_labels, 1000, classes)
+
+    # codes: 64-bit ITQ on the features, and on features joined with their concept vectors
+    qc, dc = concept_matrix(q_top, classes), concept_matrix(db_top, classes)
+    for gamma in (0.0, 0.5, 1.0, 2.0):
+        joined_db = np.concatenate([db_raw, gamma * dc], axis=1) if gamma else db_raw
+        joined_q = np.concatenate([q_raw, gamma * qc], axis=1) if gamma else q_raw
+        codes = fit_itq(joined_db, bits=64, dims=256)
+        scores = hamming_scores(codes.codes(joined_q), codes.codes(joined_db), 64)
+        say(f"cifar.itq64.concepts_gamma{gamma:g}", mean_ap(scores, q_labels, db_labels, 1000))
+        if gamma:
+            floats = codes.floats
+            say(f"cifar.pca256.joined_gamma{gamma:g}", mean_ap(floats(joined_q) @ floats(joined_db).T, q_labels, db_labels, 1000))
+
+    # --- a PCA for small indexes, fitted on a public set ----------------------------------------------------
+    for source, fit_on in (("cifar59k", db_raw), ("corel900", db)):
+        for dims, whiten in ((128, 0.0), (256, 0.0), (256, 0.5)):
+            pca = fit_itq(fit_on, bits=64, dims=dims, whiten=whiten)
+            say(f"corel.pca_from_{source}.{dims}d_w{whiten:g}", mean_ap(pca.floats(q) @ pca.floats(db).T,
+                                                                       labels[is_query], labels[~is_query], 100))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "quality-levers.json").write_text(json.dumps(RESULTS, indent=1))
+
+
+if __name__ == "__main__":
+    main()
