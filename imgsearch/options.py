@@ -24,7 +24,8 @@ MAX_K = 1000
 MAX_OFFSET = 10_000  # paging stops here: a query never ranks more than MAX_K + MAX_OFFSET candidates
 MIN_SCORE_RANGE = (-1.0, 1.0)  # scores are cosine or 1 - normalised Hamming distance, clipped to [-1, 1]
 TEXT_PARAMETER = "q"  # words to search for (GET /search?q=..., or beside a POSTed image): query_text
-QUERY_PARAMETERS = ("k", "metric", "min_score", "prefix", "offset", "tag", "expand", TEXT_PARAMETER)  # the API's
+EXPIRES_PARAMETER = "expires"  # seconds the result URLs stay valid, up to the deployment's maximum: query_expiry
+QUERY_PARAMETERS = ("k", "metric", "min_score", "prefix", "offset", "tag", "expand", TEXT_PARAMETER, EXPIRES_PARAMETER)
 MAX_EXPAND = 50  # α-query expansion over at most this many first hits
 MAX_TEXT_CHARS = 500  # a query in words: a phrase, not a document
 MAX_PREFIX_CHARS = 1024  # S3 keys are at most 1024 bytes
@@ -111,6 +112,12 @@ def query_text(params: Mapping[str, str] | Mapping[str, Sequence[str]] | None) -
     """The words of `?q=` (None without it), checked like the other parameters: once, with a value."""
     text = _single_values(params).get(TEXT_PARAMETER)
     return None if text is None else checked_text(text)
+
+
+def query_expiry(params: Mapping[str, str] | Mapping[str, Sequence[str]] | None, *, maximum: int) -> int:
+    """The result URLs' lifetime in seconds: `?expires=` (1 to `maximum`, the deployment's), else `maximum`."""
+    text = _single_values(params).get(EXPIRES_PARAMETER)
+    return maximum if text is None else _whole_number(EXPIRES_PARAMETER, text, low=1, high=maximum)
 
 
 def checked_text(text: object) -> str:

@@ -11,7 +11,14 @@ from .functions import Assets, python_function
 from .ingest import grant_image_reads, grant_index_access
 from .nag import suppress
 from .storage import Storage
-from .wiring import BINARY_MEDIA_TYPES, GATEWAY_RESPONSES, QUERY, SEARCH_PARAMETERS, query_environment
+from .wiring import (
+    BINARY_MEDIA_TYPES,
+    GATEWAY_RESPONSES,
+    QUERY,
+    SEARCH_PARAMETERS,
+    gateway_cors_headers,
+    query_environment,
+)
 
 QUERYSTRING = {f"method.request.querystring.{name}": False for name in SEARCH_PARAMETERS}
 
@@ -103,11 +110,14 @@ class QueryApi(Construct):
         )
         # API Gateway's own answers (bad key, unknown route, too large, throttled, timeouts) in the API's
         # error shape, from the table the local API answers from too (stacks/wiring.py).
+        # With corsOrigins they carry the CORS headers too, so a page on that origin sees the status.
+        cors_headers = gateway_cors_headers(cors_origins) or None
         for response in GATEWAY_RESPONSES:
             self.api.add_gateway_response(
                 response.type.title().replace("_", ""),
                 type=apigw.ResponseType.of(response.type),
                 status_code=str(response.status) if response.status is not None else None,
+                response_headers=cors_headers,
                 templates={"application/json": response.body},
             )
         validator = self.api.add_request_validator(

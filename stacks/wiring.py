@@ -218,6 +218,21 @@ class GatewayResponse:
         return json.dumps({"error": {"code": self.code, "message": self.message}})
 
 
+def gateway_cors_headers(origins: Sequence[str]) -> dict[str, str]:
+    """The CORS headers API Gateway adds to its own answers (a bad key, throttling, too large...) so that a
+    page on an allowed origin sees the status and the error instead of a CORS failure. One origin (or `*`):
+    that origin. Several: the request's Origin echoed, since a Gateway Response cannot pick among them;
+    these answers carry only the error text, and the function's own answers check the origin."""
+    if not origins:
+        return {}
+    allow = f"'{origins[0]}'" if len(origins) == 1 else "method.request.header.Origin"
+    return {
+        "Access-Control-Allow-Origin": allow,
+        "Access-Control-Allow-Headers": "'Content-Type,X-Api-Key'",
+        "Vary": "'Origin'",
+    }
+
+
 GATEWAY_RESPONSES: tuple[GatewayResponse, ...] = (
     GatewayResponse(
         "INVALID_API_KEY",  # a missing key as well as a wrong one
@@ -230,7 +245,7 @@ GATEWAY_RESPONSES: tuple[GatewayResponse, ...] = (
         "MISSING_AUTHENTICATION_TOKEN",  # what API Gateway answers for an unknown route or method
         404,
         "not_found",
-        "no such route or method: the API serves GET /, POST /search, GET /similar/{key} and GET /health "
+        "no such route or method: the API serves GET /, GET and POST /search, GET /similar/{key} and GET /health "
         "(docs/openapi.yaml)",
         "MissingAuthenticationTokenException",
     ),

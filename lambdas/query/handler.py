@@ -14,7 +14,7 @@ import binascii
 import functools
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -41,7 +41,7 @@ from imgsearch.errors import (
     ModelMismatch,
     ModelNotFound,
 )
-from imgsearch.options import SearchOptions, checked_text, query_text
+from imgsearch.options import MAX_OFFSET, SearchOptions, checked_text, query_expiry, query_text
 from imgsearch.search import MAX_K, METRICS, Hit
 from imgsearch.text import TextQuery, TextSearch
 from lambdas.common import config
@@ -201,11 +201,20 @@ def json_query(body: bytes, text: str | None) -> Query:
 # --- answers --------------------------------------------------------------------------------------
 
 
-def presign(hit: Hit) -> str:
+def presign(hit: Hit, seconds: int) -> str:
     url: str = s3.generate_presigned_url(
-        "get_object", Params={"Bucket": hit.bucket, "Key": hit.key}, ExpiresIn=PRESIGN_SECONDS
+        "get_object", Params={"Bucket": hit.bucket, "Key": hit.key}, ExpiresIn=seconds
     )
     return url
+
+
+def probing(options: SearchOptions) -> SearchOptions:
+    """The options with one result more than asked, to tell whether another page exists (when the backend
+    can give it: k below MAX_K, and on S3 Vectors offset + k below its top-K limit)."""
+    limit = getattr(backend, "max_top_k", None)
+    if options.k >= MAX_K or (limit is not None and options.offset + options.k + 1 > limit):
+        return options
+    return replace(options, k=options.k + 1)
 
 
 def index_version() -> int:
@@ -218,6 +227,12 @@ def index_version() -> int:
 def answer(
     hits: list[Hit], options: SearchOptions, started: float, text: TextQuery | None = None
 ) -> dict[str, Any]:
+    """The answer for the page `options` asked (hits: searched with `probing(options)`), with paging."""
+    seconds = query_expiry(query_params(), maximum=PRESIGN_SECONDS)
+    has_more = len(hits) > options.k
+    hits = hits[: options.k]
+    following = options.offset + options.k
+    has_more = has_more and following <= MAX_OFFSET
     took_ms = round((time.perf_counter() - started) * 1000, 1)
     metrics.add_metric(name="QueryMilliseconds", unit=MetricUnit.Milliseconds, value=took_ms)
     words_part = {} if text is None else {"text": {"query": text.text, "matched": [list(m) for m in text.matched]}}
@@ -227,7 +242,7 @@ def answer(
             {
                 "key": h.key,
                 "score": h.score,
-                "url": presign(h),
+                "url": presign(h, seconds),
                 "size": h.size,
                 "etag": h.etag,
                 "tags": [[name, score] for name, score in h.tags],
@@ -236,6 +251,10 @@ def answer(
         ],
         "metric": options.metric,
         "k": options.k,
+        "offset": options.offset,
+        "has_more": has_more,
+        "next_offset": following if has_more else None,
+        "expires_in": seconds,
         "index_version": index_version(),
         "took_ms": took_ms,
     }
@@ -260,9 +279,9 @@ def search() -> dict[str, Any]:
     if query.text is not None:
         return search_words(query, options, started)
     if query.key is not None:
-        hits = backend.search_key(query.key, IMAGES_BUCKET, options)
+        hits = backend.search_key(query.key, IMAGES_BUCKET, probing(options))
     else:
-        hits = backend.search(embed_query(query.image), options)[0]  # type: ignore[arg-type]
+        hits = backend.search(embed_query(query.image), probing(options))[0]  # type: ignore[arg-type]
     return answer(hits, options, started)
 
 
@@ -282,7 +301,7 @@ def search_words(query: Query, options: SearchOptions, started: float) -> dict[s
     logger.append_keys(query_text=query.text)
     text = words().query(query.text)  # type: ignore[arg-type]
     image = embed_query(query.image)[0] if query.image is not None else None
-    hits = backend.search_text(text, options, image=image, key=query.key, bucket=IMAGES_BUCKET)
+    hits = backend.search_text(text, probing(options), image=image, key=query.key, bucket=IMAGES_BUCKET)
     return answer(hits, options, started, text)
 
 
@@ -299,7 +318,7 @@ def similar() -> dict[str, Any]:
     text = query_text(query_params())
     if text is not None:  # "more like this, but <words>"
         return search_words(Query(key=key, text=text), options, started)
-    hits = backend.search_key(key, IMAGES_BUCKET, options)
+    hits = backend.search_key(key, IMAGES_BUCKET, probing(options))
     return answer(hits, options, started)
 
 

@@ -193,7 +193,7 @@ def test_words_alone_show_results_what_they_matched_and_each_hits_tags(
         page.fill("input[name=q]", "beach")
         response = searched(page, lambda: page.press("input[name=q]", "Enter"))
         assert response.status == 200
-        assert response.method == "POST" and response.words() == {"text": "beach"}
+        assert response.method == "GET" and "/search?" in response.url and "q=beach" in response.url
         body = response.body
         matched = [name for name, _ in body["text"]["matched"]]
         assert matched, body["text"]
@@ -231,8 +231,8 @@ def test_clicking_a_tag_filters_every_query_until_the_filter_is_cleared(
             return cards
 
         response = searched(page, tag.click)  # the current query (the words), now with tag=
-        assert f"tag={quote(name)}" in response.url and response.method == "POST"
-        assert response.words() == {"text": "beach"}
+        assert f"tag={quote(name)}" in response.url and response.method == "GET"
+        assert "q=beach" in response.url
         cards = only_tagged()
 
         # The filter stays on for the next query: "more like this" (with the words still in the box).
@@ -286,7 +286,7 @@ def test_words_go_with_the_image_or_the_key_being_searched(
         assert page.is_hidden("#clearimage") and page.query_selector("#drop img") is None
         page.fill("input[name=key]", "")
         response = searched(page, lambda: page.press("input[name=q]", "Enter"))
-        assert response.words() == {"text": "snow"}
+        assert response.method == "GET" and "q=snow" in response.url
         assert page.inner_text("#query").startswith("Results for: 'snow' — matched: ")
     finally:
         page.close()
@@ -331,5 +331,26 @@ def test_keys_and_words_are_shown_as_text_never_as_markup(
         assert "but 'beach <i>sand</i>'" in page.inner_text("#query")
         assert page.query_selector_all("#results b, #results .meta img, #query i") == []
         assert page.evaluate("window.pwned") is None
+    finally:
+        page.close()
+
+
+def test_more_results_appends_the_next_page_of_the_same_query(
+    stack: Stack, browser: Any, page_images: dict[str, bytes]
+) -> None:
+    page = open_page(stack, browser)
+    try:
+        page.select_option("select[name=metric]", "cosine")
+        page.fill("input[name=k]", "2")
+        page.fill("input[name=q]", "beach")
+        first = searched(page, lambda: page.press("input[name=q]", "Enter"))
+        assert first.status == 200 and first.body["has_more"] is True, first.body
+        assert page.is_visible("#more") and len(page.query_selector_all("#results .hit")) == 2
+        second = searched(page, lambda: page.click("#more"))
+        assert f"offset={first.body['next_offset']}" in second.url and "q=beach" in second.url
+        keys = [c.get_attribute("data-key") for c in page.query_selector_all("#results .hit")]
+        assert keys == [h["key"] for h in first.body["results"] + second.body["results"]]
+        assert len(set(keys)) == len(keys) == 2 + len(second.body["results"])
+        assert page.is_visible("#more") == bool(second.body["has_more"])
     finally:
         page.close()

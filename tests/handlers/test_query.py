@@ -29,7 +29,9 @@ def test_search_by_raw_image_body_answers_ranked_results_with_presigned_urls(ind
         "apigw_rest_search_binary.json", body=image, content_type="image/png", query={"k": "2"}
     )
     assert status == 200
-    assert set(body) == {"results", "metric", "k", "index_version", "took_ms"}
+    assert set(body) == {
+        "results", "metric", "k", "offset", "has_more", "next_offset", "expires_in", "index_version", "took_ms"
+    }
     assert (body["metric"], body["k"], len(body["results"])) == ("hybrid", 2, 2)
     assert body["results"][0]["key"] == "set/2.png"
     assert body["results"][0]["score"] >= body["results"][1]["score"]
@@ -551,3 +553,41 @@ def test_a_key_with_words_that_is_not_indexed_is_a_404(indexed: LocalAws) -> Non
         "apigw_rest_search_json.json", body=json.dumps({"key": "nope.png", "text": "dog"}), query={}
     )
     assert (status, body["error"]["code"]) == (404, "key_not_indexed")
+
+
+# --- paging and URL expiry ----------------------------------------------------------------------------
+
+
+def test_answers_say_whether_there_is_another_page_and_where_it_starts(indexed: LocalAws) -> None:
+    def page(offset: int) -> dict[str, object]:
+        status, body = indexed.api(
+            "apigw_rest_similar.json", path="/similar/set/0.png", key="set/0.png", query={"k": "3", "offset": str(offset)}
+        )
+        assert status == 200, body
+        return body
+
+    first = page(0)
+    assert (first["offset"], first["has_more"], first["next_offset"], len(first["results"])) == (0, True, 3, 3)
+    second = page(first["next_offset"])  # type: ignore[arg-type]
+    assert (second["has_more"], second["next_offset"], len(second["results"])) == (False, None, 1)  # 4 images
+    keys = [h["key"] for h in first["results"] + second["results"]]  # type: ignore[operator]
+    assert sorted(keys) == [f"set/{i}.png" for i in range(4)]  # the pages are one ranking, no overlap
+    exact = page(1)
+    assert exact["has_more"] is False and len(exact["results"]) == 3  # exactly the last 3: no further page
+
+
+def test_a_request_may_ask_for_shorter_lived_urls_but_not_longer(indexed: LocalAws) -> None:
+    status, body = indexed.api(
+        "apigw_rest_similar.json", path="/similar/set/0.png", key="set/0.png", query={"k": "1", "expires": "60"}
+    )
+    assert status == 200 and body["expires_in"] == 60
+    assert "X-Amz-Expires=60" in body["results"][0]["url"]
+    status, body = indexed.api("apigw_rest_similar.json", path="/similar/set/0.png", key="set/0.png", query={"k": "1"})
+    assert body["expires_in"] == indexed.query.PRESIGN_SECONDS
+    assert f"X-Amz-Expires={indexed.query.PRESIGN_SECONDS}" in body["results"][0]["url"]
+    too_long = str(indexed.query.PRESIGN_SECONDS + 1)
+    status, body = indexed.api(
+        "apigw_rest_similar.json", path="/similar/set/0.png", key="set/0.png", query={"expires": too_long}
+    )
+    assert (status, body["error"]["code"]) == (400, "bad_parameter")
+    assert f"expires must be a whole number from 1 to {indexed.query.PRESIGN_SECONDS}" in body["error"]["message"]

@@ -444,6 +444,21 @@ def test_api_gateway_answers_its_own_errors_in_the_api_error_shape(template: Tem
         assert body["error"]["message"] and "$" not in body["error"]["message"]
 
 
+def test_gateway_answers_carry_cors_headers_only_with_cors_origins(synth, template: Template) -> None:
+    """A page on an allowed origin must see a 403/429/413 as such, not as a CORS failure."""
+    plain = _resources(template, "AWS::ApiGateway::GatewayResponse").values()
+    assert all("ResponseParameters" not in r["Properties"] for r in plain)
+    _, one = synth(corsOrigins=["https://photos.example.com"])
+    for response in _resources(one, "AWS::ApiGateway::GatewayResponse").values():
+        headers = response["Properties"]["ResponseParameters"]
+        assert headers["gatewayresponse.header.Access-Control-Allow-Origin"] == "'https://photos.example.com'"
+        assert headers["gatewayresponse.header.Vary"] == "'Origin'"
+    _, several = synth(corsOrigins=["https://a.example.com", "https://b.example.com"])
+    for response in _resources(several, "AWS::ApiGateway::GatewayResponse").values():
+        allow = response["Properties"]["ResponseParameters"]["gatewayresponse.header.Access-Control-Allow-Origin"]
+        assert allow == "method.request.header.Origin"  # a Gateway Response cannot choose among several
+
+
 def test_the_local_api_answers_from_the_same_gateway_table() -> None:
     """imgsearch/local/api.py sends the body and status the CDK stack configures, for the same response type."""
     from imgsearch.local.api import LocalApi
