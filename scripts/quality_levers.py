@@ -112,11 +112,25 @@ def levers(name: str, q: np.ndarray, db: np.ndarray, q_top: TopConcepts, db_top:
         say(f"{name}.dba_n{n}", mean_ap(q @ aug.T, q_labels, db_labels, k))
 
 
-def load_corel(datasets: Path, out: Path, fingerprint: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+def load_corel(datasets: Path, out: Path, model_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Corel-1k's vectors and logits (sorted by path) from text_bench's cache, or embedded here once."""
+    from imgsearch.embed import Embedder
+
+    embedder = Embedder.load(model_dir)
     with zipfile.ZipFile(datasets / "corel1k.zip") as archive:
         rows = list(csv.DictReader(io.TextIOWrapper(archive.open("corel1k/labels.csv"), encoding="utf-8")))
-    rows.sort(key=lambda r: r["path"])
-    with np.load(out / "text" / f"corel1k-{fingerprint}.npz") as data:
+        rows.sort(key=lambda r: r["path"])
+        cache = out / "text" / f"corel1k-{embedder.spec.fingerprint}.npz"
+        if not cache.exists():
+            vectors, logits = [], []
+            for start in range(0, len(rows), 32):
+                batch = [embedder.pixels(archive.read(f"corel1k/{r['path']}")) for r in rows[start : start + 32]]
+                v, lg = embedder.run_concepts(batch)
+                vectors.append(v)
+                logits.append(lg)
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(cache, vectors=np.concatenate(vectors).astype(np.float16), logits=np.concatenate(logits).astype(np.float16))
+    with np.load(cache) as data:
         vectors, logits = data["vectors"].astype(np.float32), data["logits"].astype(np.float32)
     return vectors, logits, np.array([r["label"] for r in rows]), [r["split"] for r in rows]
 
@@ -125,15 +139,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", type=Path, default=Path("../shared/datasets"))
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
+    parser.add_argument("--model-dir", type=Path, default=None, help="the model (default: the model folder)")
+    parser.add_argument("--cifar-out", type=Path, default=None,
+                        help="the folder with this model's cifar-raw.npy (scripts/bench.py --out); default --out")
+    parser.add_argument("--skip-cifar", action="store_true")
     args = parser.parse_args()
     say("command", " ".join(sys.argv))
-    model_dir = default_model_dir()
+    model_dir = args.model_dir or default_model_dir()
     spec = ModelSpec.load(model_dir)
     head = ConceptHead.load(model_dir, spec)
     classes = head.weight.shape[0]
 
     # --- Corel-1k: 100 queries against 900 --------------------------------------------------------------
-    vectors, logits, labels, splits = load_corel(args.datasets, args.out, spec.fingerprint)
+    say("model", {"name": spec.name, "input_size": spec.input_size, "resize": spec.resize})
+    vectors, logits, labels, splits = load_corel(args.datasets, args.out, model_dir)
     vectors = unit(vectors)
     is_query = np.array([s == "query" for s in splits])
     top = top_concepts(logits)
@@ -141,11 +160,14 @@ def main() -> None:
     levers("corel", q, db, top.take(np.flatnonzero(is_query)), top.take(np.flatnonzero(~is_query)),
            labels[is_query], labels[~is_query], 100, classes)
 
+    if args.skip_cifar:
+        write(args.out, spec)
+        return
     # --- CIFAR-10: 1,000 queries against 59,000 ------------------------------------------------------------
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench import cifar_raw  # the same split and cache as scripts/bench.py
 
-    raw, db_rows, q_rows, _ = cifar_raw(args.datasets, None, args.out)  # type: ignore[arg-type]
+    raw, db_rows, q_rows, _ = cifar_raw(args.datasets, None, args.cifar_out or args.out)  # type: ignore[arg-type]
     raw = unit(raw)
     db_raw, q_raw = raw[: len(db_rows)], raw[len(db_rows) :]
     db_labels = np.array([r["label"] for r in db_rows])
@@ -176,8 +198,12 @@ def main() -> None:
             pca = fit_itq(fit_on, bits=64, dims=dims, whiten=whiten)
             say(f"corel.pca_from_{source}.{dims}d_w{whiten:g}", mean_ap(pca.floats(q) @ pca.floats(db).T,
                                                                        labels[is_query], labels[~is_query], 100))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "quality-levers.json").write_text(json.dumps(RESULTS, indent=1))
+    write(args.out, spec)
+
+
+def write(out: Path, spec: ModelSpec) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"quality-levers-{spec.name}-{spec.input_size}-{spec.resize}.json").write_text(json.dumps(RESULTS, indent=1))
 
 
 if __name__ == "__main__":
