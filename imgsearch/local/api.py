@@ -198,7 +198,7 @@ class LocalApi:
         routes: Sequence[tuple[str, str, bool]],
         binary_media_types: Sequence[str],
         host: str = "127.0.0.1",
-        port: int = 8080,
+        port: int,  # the local stack passes imgsearch.local.stack.API_PORT or --api-port; 0 picks a free one
         timeout_seconds: int = 29,
         idle_seconds: float = IDLE_SECONDS,
         body_seconds: float = BODY_SECONDS,

@@ -39,6 +39,26 @@ REGION = "us-east-1"
 HOST = "127.0.0.1"
 PARTIAL = ".partial"  # suffix of a mirror file being written
 
+# The default ports (the only definition: `imgsearch local up` and Options read these). 18470 and 18480
+# are in a range none of the tools a user of this stack already runs listen on: LocalStack 4566 (and
+# its 4510-4559), moto server 5000, MinIO 9000/9001, ElasticMQ 9324, DynamoDB Local 8000, `sam local`
+# 3000/3001, the usual 3000/8000/8080 dev servers, Spark's 18080. Both are below every OS's ephemeral
+# range (Linux 32768+, macOS and Windows 49152+), so no outgoing connection can hold them.
+S3_PORT = 18470  # S3 + SQS (moto)
+API_PORT = 18480  # the API and the search page: ends in 80, the HTTP one
+
+# Who usually listens on a port, to say so when it is taken.
+KNOWN_PORTS = {
+    4566: "LocalStack",
+    5000: "a moto server (or macOS AirPlay)",
+    3000: "a dev server (or sam local)",
+    8000: "a dev server (or DynamoDB Local)",
+    8080: "a dev server",
+    9000: "MinIO",
+    S3_PORT: "another `imgsearch local up`",
+    API_PORT: "another `imgsearch local up`",
+}
+
 
 class LocalStackError(RuntimeError):
     """The local stack cannot start (the message says why and what to do)."""
@@ -46,8 +66,8 @@ class LocalStackError(RuntimeError):
 
 @dataclass
 class Options:
-    s3_port: int = 4566
-    api_port: int = 8080
+    s3_port: int = S3_PORT
+    api_port: int = API_PORT
     bucket: str = "images"
     api_key: str | None = None
     seed: Path | None = None
@@ -77,6 +97,13 @@ def repo_root() -> Path:
             "(`make setup`, i.e. `pip install -e '.[dev]'` in the repository)"
         )
     return root
+
+
+def port_taken(flag: str, port: int) -> str:
+    """What to do when `port` (given by `flag`) is in use, e.g. "port 4566 is in use (is LocalStack
+    running?): pass --s3-port N"."""
+    who = KNOWN_PORTS.get(port)
+    return f"port {port} is in use" + (f" (is {who} running?)" if who else "") + f": pass {flag} N"
 
 
 def port_free(port: int) -> bool:
@@ -200,7 +227,7 @@ class LocalStack:
             raise LocalStackError(f"--existing {o.existing} is not a folder")
         for name, port in (("--s3-port", o.s3_port), ("--api-port", o.api_port)):
             if not port_free(port):
-                raise LocalStackError(f"{name} {port}: the port is in use on {HOST}; pick another one")
+                raise LocalStackError(port_taken(name, port))
         from ..backend import check_backend
         from ..errors import BadParameter
 

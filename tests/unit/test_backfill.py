@@ -253,8 +253,8 @@ def test_a_wrong_queue_url_or_bucket_says_what_to_do(
     )
     noargs = CliRunner().invoke(app, ["backfill"])
 
-    assert nobucket.exit_code == 2 and "'no-such-bucket-here' does not exist" in nobucket.stderr
-    assert noqueue.exit_code == 2 and "does not exist: use the stack's IngestQueueUrl" in noqueue.stderr
+    assert nobucket.exit_code == 1 and "'no-such-bucket-here' does not exist" in nobucket.stderr
+    assert noqueue.exit_code == 1 and "does not exist: use the stack's IngestQueueUrl" in noqueue.stderr
     assert noargs.exit_code == 2 and "--queue-url, or pass --stack" in noargs.stderr
 
 
@@ -367,7 +367,7 @@ def test_stack_outputs_give_the_queue_and_the_bucket(
     assert found.exit_code == 0, found.output
     assert json.loads(found.stdout.strip().splitlines()[-1])["queued"] == 3
     assert len(queued_keys(drain(moto_endpoint, queue_url))) == 3
-    assert missing.exit_code == 2 and "no stack named 'No-Such-Stack'" in missing.stderr
+    assert missing.exit_code == 1 and "no stack named 'No-Such-Stack'" in missing.stderr
 
 
 def test_access_denied_names_the_permission_the_credentials_need() -> None:

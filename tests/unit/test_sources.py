@@ -199,6 +199,6 @@ def test_s3_source_errors_say_what_is_wrong(moto_endpoint: str, aws_env: None, t
     invalid = run("index", "--index", location, "s3://Bad_Bucket!/p")
     no_index = run("delete", "--index", str(tmp_path / "none"), "k")
 
-    assert missing.exit_code == 2 and "the bucket 'no-such-bucket-xyz' does not exist" in missing.stderr
+    assert missing.exit_code == 1 and "the bucket 'no-such-bucket-xyz' does not exist" in missing.stderr
     assert invalid.exit_code == 2 and "is not a valid bucket name" in invalid.stderr
-    assert no_index.exit_code == 2 and "no index at" in no_index.stderr
+    assert no_index.exit_code == 1 and "no index at" in no_index.stderr
