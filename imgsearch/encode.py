@@ -88,6 +88,19 @@ class Encoder:
             )
 
 
+_POPCOUNT = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(axis=1).astype(np.int32)
+
+
+def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Bits that differ between packed codes (the last axis; rows broadcast)."""
+    return _POPCOUNT[np.bitwise_xor(a, b)].sum(axis=-1)
+
+
+def radius_bits(radius: float, bits: int) -> int:
+    """A Hamming radius given as a share of the code's bits (below 1) or as a number of bits (1 or more)."""
+    return int(radius) if radius >= 1 else round(radius * bits)
+
+
 def _normalise(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return (x / np.maximum(norms, 1e-12)).astype(np.float32)

@@ -1,4 +1,5 @@
-"""Search options as one validated value: k, metric, min_score, prefix, offset, exact, tag, expand (and the
+"""Search options as one validated value: k, metric, min_score, prefix, offset, exact, tag, expand,
+collapse (and the
 words of a text query, `query_text`, which are the query rather than an option).
 
 Built by the query API from its query string (`SearchOptions.from_query`, strict: ASCII digits,
@@ -25,8 +26,11 @@ MAX_OFFSET = 10_000  # paging stops here: a query never ranks more than MAX_K + 
 MIN_SCORE_RANGE = (-1.0, 1.0)  # scores are cosine or 1 - normalised Hamming distance, clipped to [-1, 1]
 TEXT_PARAMETER = "q"  # words to search for (GET /search?q=..., or beside a POSTed image): query_text
 EXPIRES_PARAMETER = "expires"  # seconds the result URLs stay valid, up to the deployment's maximum: query_expiry
-QUERY_PARAMETERS = ("k", "metric", "min_score", "prefix", "offset", "tag", "expand", TEXT_PARAMETER, EXPIRES_PARAMETER)
+QUERY_PARAMETERS = (
+    "k", "metric", "min_score", "prefix", "offset", "tag", "expand", "collapse", TEXT_PARAMETER, EXPIRES_PARAMETER
+)
 MAX_EXPAND = 50  # α-query expansion over at most this many first hits
+DUPLICATE_RADIUS = 0.15  # near-copies: codes within this share of their bits (imgsearch duplicates, collapse)
 MAX_TEXT_CHARS = 500  # a query in words: a phrase, not a document
 MAX_PREFIX_CHARS = 1024  # S3 keys are at most 1024 bytes
 MAX_TAG_CHARS = 100  # class names are far shorter; the Searcher checks the name against the vocabulary
@@ -47,6 +51,7 @@ class SearchOptions:
     exact: bool = False
     tag: str | None = None  # only images tagged with this class name (Searcher checks it is one)
     expand: int = 0  # α-query expansion: search again moved toward the first `expand` hits (0: off)
+    collapse: bool = False  # keep only the best of each set of near-copies (codes within DUPLICATE_RADIUS)
 
     def __post_init__(self) -> None:
         if not _whole(self.k) or not 1 <= self.k <= MAX_K:
@@ -69,6 +74,8 @@ class SearchOptions:
             raise BadParameter(f"offset must be a whole number from 0 to {MAX_OFFSET}, not {self.offset!r}")
         if not isinstance(self.exact, bool):
             raise BadParameter(f"exact must be true or false, not {self.exact!r}")
+        if not isinstance(self.collapse, bool):
+            raise BadParameter(f"collapse must be true or false, not {self.collapse!r}")
         if not _whole(self.expand) or not 0 <= self.expand <= MAX_EXPAND:
             raise BadParameter(f"expand must be a whole number from 0 to {MAX_EXPAND}, not {self.expand!r}")
         if self.tag is not None and not (isinstance(self.tag, str) and 0 < len(self.tag.strip()) <= MAX_TAG_CHARS):
@@ -101,6 +108,7 @@ class SearchOptions:
             else 0,
             tag=values.get("tag") or None,
             expand=_whole_number("expand", values["expand"], low=0, high=MAX_EXPAND) if "expand" in values else 0,
+            collapse=_boolean("collapse", values["collapse"]) if "collapse" in values else False,
         )
 
     def search_kwargs(self) -> dict[str, Any]:
@@ -164,6 +172,12 @@ def _whole_number(name: str, text: str, *, low: int, high: int) -> int:
     if not low <= value <= high:
         raise BadParameter(f"{name} must be a whole number from {low} to {high}, not {value}")
     return value
+
+
+def _boolean(name: str, text: str) -> bool:
+    if text not in ("true", "false"):
+        raise BadParameter(f"{name} must be true or false, not {text!r}")
+    return text == "true"
 
 
 def _metric(text: str) -> str:

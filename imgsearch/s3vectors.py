@@ -576,6 +576,11 @@ class S3VectorsBackend:
         return self._search(vector.astype(np.float32).tolist(), options, want)
 
     def _check(self, options: SearchOptions) -> int:
+        if options.collapse:
+            raise BadParameter(
+                "collapse is not available on the s3vectors index backend: it keeps no binary codes to tell "
+                "near-copies by"
+            )
         if options.tag:
             self.tagging.ids(options.tag)  # an unknown tag is a 400, not an empty page
         if options.metric == "hamming":

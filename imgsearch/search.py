@@ -23,12 +23,12 @@ from .concepts import (
     fuse_scores,
     image_text_vector,
 )
-from .encode import Encoder
+from .encode import Encoder, hamming, radius_bits
 from .errors import BadParameter, KeyNotIndexed
 from .index import ImageIndex
 from .live import Live, LiveSet
 from .manifest import Manifest
-from .options import MAX_K, METRICS, SearchOptions
+from .options import DUPLICATE_RADIUS, MAX_K, METRICS, SearchOptions
 from .pooled import Pooled, pool, poolable
 from .segment import ObjectRef, Rejection, Segment, object_id, table_refs
 from .tagging import TagNames, tag_name
@@ -46,6 +46,7 @@ FULL_RERANK = 4  # … and when the candidates are at least a quarter of its row
 GRAPH_FILTER_FRACTION = 0.05  # a prefix matching at least this share of a graph segment is post-filtered
 HYBRID_GRAPHS = ("floats", "codes")  # what hybrid searches on a segment with an HNSW graph
 PREFIX_CACHE = 8  # filter masks (prefix and/or tag) kept per segment (one byte per row each)
+COLLAPSE_OVERSAMPLE = 3  # collapse=true ranks this many times the page's reach, then drops near-copies
 EXPAND_ALPHA = 3.0  # α-query expansion: a hit's weight is its score to this power (docs/BENCHMARKS.md)
 TEXT_CANDIDATES = 3000  # words alone: images along the words' direction re-ranked by their concepts (TEXT-SEARCH.md)
 PREFIX_VIEWS = 2  # vectors of a selective filter's rows kept per segment (≤ 2 × 5% × 512 B ≈ 51 B a row)
@@ -226,6 +227,7 @@ class Searcher:
         exact: bool = False,
         tag: str | None = None,
         expand: int = 0,
+        collapse: bool = False,
     ) -> list[list[Hit]]:
         """Top-k hits for each raw embedding (rows of the model's output), best first."""
         queries = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
@@ -240,6 +242,7 @@ class Searcher:
             exact=exact,
             tag=tag,
             expand=expand,
+            collapse=collapse,
         )
 
     def search_direction(
@@ -254,6 +257,7 @@ class Searcher:
         exact: bool = False,
         tag: str | None = None,
         expand: int = 0,
+        collapse: bool = False,
     ) -> list[list[Hit]]:
         """Top-k hits for directions in the raw embedding space (a text query's concept direction).
 
@@ -276,6 +280,7 @@ class Searcher:
             exact=exact,
             tag=tag,
             expand=expand,
+            collapse=collapse,
         )
 
     def search_key(
@@ -291,6 +296,7 @@ class Searcher:
         exact: bool = False,
         tag: str | None = None,
         expand: int = 0,
+        collapse: bool = False,
     ) -> list[Hit]:
         """ "More like this": search with the stored vectors of an indexed object."""
         self.refresh()
@@ -309,6 +315,7 @@ class Searcher:
                 exact=exact,
                 tag=tag,
                 expand=expand,
+                collapse=collapse,
             )[0]
         # Segments with other encoders: re-encode from the raw embedding (read once, then cached).
         if segment.raw is None:
@@ -318,6 +325,7 @@ class Searcher:
         return self.search(
             raw, k=k, metric=metric, min_score=min_score, prefix=prefix, offset=offset, exact=exact, tag=tag,
             expand=expand,
+            collapse=collapse,
         )[0]
 
     def search_text(
@@ -335,6 +343,7 @@ class Searcher:
         exact: bool = False,
         tag: str | None = None,
         expand: int = 0,
+        collapse: bool = False,
     ) -> list[Hit]:
         """Images for some words (`TextSearch.query`), alone or with an image (a raw embedding) or an
         indexed key: "like this, but <words>".
@@ -344,7 +353,7 @@ class Searcher:
         logits recomputed from their vectors); scores are that fusion scaled to 0–1 over the candidates.
         With an image or a key: one vector, image + IMAGE_TEXT_WEIGHT × the words' direction in each
         encoder's float space (`concepts.image_text_vector`), searched like an image; cosine scores.
-        `expand` applies to an image or a key with words, not to words alone.
+        `expand` applies to an image or a key with words, not to words alone; `collapse` to both.
         """
         SearchOptions(
             k=k, metric=metric, min_score=min_score, prefix=prefix, offset=offset, exact=exact, tag=tag, expand=expand
@@ -355,7 +364,10 @@ class Searcher:
         direction = np.asarray(query.direction, dtype=np.float32).reshape(1, -1)
         if image is not None or key is not None:
             encode = self._image_text(direction, image=image, key=key, bucket=bucket)
-            return self._search(encode, 1, **options, min_score=min_score, expand=expand)[0]  # type: ignore[arg-type]
+            return self._search(
+                encode, 1, k=k, metric=metric, min_score=min_score, prefix=prefix, offset=offset, exact=exact,
+                tag=tag, expand=expand, collapse=collapse,
+            )[0]
 
         def along(encoder: Encoder) -> tuple[np.ndarray, np.ndarray]:
             return encoder.direction(direction), encoder.codes(direction + encoder.mean)
@@ -368,7 +380,10 @@ class Searcher:
         if not len(rows):
             return []
         scores = self._text_scores(query.concepts, query.head, positions, rows)
-        order = np.argsort(-scores, kind="stable")[offset : offset + k]
+        order = np.argsort(-scores, kind="stable")
+        if collapse:
+            return self._hits(*self._collapsed(scores[order], positions[order], rows[order], offset=offset, k=k), min_score=min_score)
+        order = order[offset : offset + k]
         return self._hits(scores[order], positions[order], rows[order], min_score=min_score)
 
     def _text_scores(
@@ -418,6 +433,30 @@ class Searcher:
 
         return _encoding(self.index, encoded)
 
+    def ranked_stored(
+        self,
+        version: str,
+        floats: np.ndarray,
+        codes: np.ndarray,
+        *,
+        k: int,
+        metric: str = "cosine",
+        prefix: str | None = None,
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per query, (scores, segment positions, rows) of the top k for stored vectors of an encoder version
+        (re-encoded for segments of another version through `Encoder.embedding_of`): batch "more like this"."""
+        source = self.index.encoder(version)
+
+        def encode(encoder: Encoder) -> tuple[np.ndarray, np.ndarray]:
+            if encoder.version == version:
+                return floats, codes
+            embedded = source.embedding_of(floats)
+            return encoder.floats(embedded), encoder.codes(embedded)
+
+        return self._ranked(
+            _encoding(self.index, encode), len(floats), k=k, metric=metric, prefix=prefix, offset=0, exact=False, tag=None
+        )
+
     def _search(
         self,
         encode: Callable[[str], tuple[np.ndarray, np.ndarray]],
@@ -431,15 +470,43 @@ class Searcher:
         exact: bool,
         tag: str | None = None,
         expand: int = 0,
+        collapse: bool = False,
     ) -> list[list[Hit]]:
         SearchOptions(
-            k=k, metric=metric, min_score=min_score, prefix=prefix, offset=offset, exact=exact, tag=tag, expand=expand
+            k=k, metric=metric, min_score=min_score, prefix=prefix, offset=offset, exact=exact, tag=tag,
+            expand=expand, collapse=collapse,
         )
         if expand:  # α-query expansion: search again with the query moved toward its own top hits
             first = self._ranked(encode, n, k=expand, metric=metric, prefix=prefix, offset=0, exact=exact, tag=tag)
             encode = self._expanded(encode, first)
-        ranked = self._ranked(encode, n, k=k, metric=metric, prefix=prefix, offset=offset, exact=exact, tag=tag)
+        if collapse:  # near-copies: rank more, keep the best of each, then page
+            wide = self._ranked(
+                encode, n, k=(offset + k) * COLLAPSE_OVERSAMPLE, metric=metric, prefix=prefix, offset=0, exact=exact,
+                tag=tag,
+            )
+            ranked = [self._collapsed(*found, offset=offset, k=k) for found in wide]
+        else:
+            ranked = self._ranked(encode, n, k=k, metric=metric, prefix=prefix, offset=offset, exact=exact, tag=tag)
         return [self._hits(*found, min_score=min_score) for found in ranked]
+
+    def _collapsed(
+        self, scores: np.ndarray, positions: np.ndarray, rows: np.ndarray, *, offset: int, k: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The ranking without near-copies of a better hit (codes of one encoder within DUPLICATE_RADIUS),
+        then its page."""
+        kept: list[int] = []
+        codes: list[tuple[str, np.ndarray]] = []
+        for i, (pos, row) in enumerate(zip(positions.tolist(), rows.tolist(), strict=True)):
+            segment = self.live.segments[pos].segment
+            code = segment.codes[row]
+            limit = radius_bits(DUPLICATE_RADIUS, len(code) * 8)
+            if all(v != segment.encoder or int(hamming(code, c)) > limit for v, c in codes):
+                kept.append(i)
+                codes.append((segment.encoder, code))
+                if len(kept) >= offset + k:
+                    break
+        at = np.array(kept[offset : offset + k], dtype=np.int64)
+        return scores[at], positions[at], rows[at]
 
     def _expanded(
         self,

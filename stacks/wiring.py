@@ -185,7 +185,7 @@ def function_environment(
 # --- query API ---------------------------------------------------------------------------------------
 
 BINARY_MEDIA_TYPES = ("image/*", "application/octet-stream")
-SEARCH_PARAMETERS = ("k", "metric", "min_score", "prefix", "offset", "tag", "expand", "q")  # imgsearch.options.QUERY_PARAMETERS
+SEARCH_PARAMETERS = ("k", "metric", "min_score", "prefix", "offset", "tag", "expand", "collapse", "q", "expires")  # imgsearch.options.QUERY_PARAMETERS
 API_KEY_HEADER = "x-api-key"
 # (method, API Gateway resource path, API key required): what the REST API routes to the query function.
 ROUTES: tuple[tuple[str, str, bool], ...] = (

@@ -591,3 +591,31 @@ def test_a_request_may_ask_for_shorter_lived_urls_but_not_longer(indexed: LocalA
     )
     assert (status, body["error"]["code"]) == (400, "bad_parameter")
     assert f"expires must be a whole number from 1 to {indexed.query.PRESIGN_SECONDS}" in body["error"]["message"]
+
+
+# --- collapse: near-copies --------------------------------------------------------------------------------
+
+
+@segments_only("S3 Vectors keeps no codes: collapse is a 400 there (below)")
+def test_collapse_keeps_one_of_each_set_of_near_copies(indexed: LocalAws) -> None:
+    indexed.put("set/copy-of-0.png", make_image(100))  # the same picture as set/0.png under another key
+    assert indexed.ingest_queue() == {"batchItemFailures": []}
+    query = {"k": "5", "metric": "cosine"}
+    status, plain = indexed.api("apigw_rest_similar.json", path="/similar/set/0.png", key="set/0.png", query=query)
+    assert status == 200 and {h["key"] for h in plain["results"][:2]} == {"set/0.png", "set/copy-of-0.png"}
+    status, collapsed = indexed.api(
+        "apigw_rest_similar.json", path="/similar/set/0.png", key="set/0.png", query={**query, "collapse": "true"}
+    )
+    assert status == 200
+    keys = [h["key"] for h in collapsed["results"]]
+    assert keys[0] in {"set/0.png", "set/copy-of-0.png"} and len({"set/0.png", "set/copy-of-0.png"} & set(keys)) == 1
+    order = [h["key"] for h in plain["results"]]
+    assert keys == [k for k in order if k in keys]  # what stays keeps its rank order
+
+
+@s3vectors_only
+def test_collapse_on_s3vectors_is_a_400_naming_the_backend(indexed: LocalAws) -> None:
+    status, body = indexed.api(
+        "apigw_rest_similar.json", path="/similar/set/0.png", key="set/0.png", query={"collapse": "true"}
+    )
+    assert (status, body["error"]["code"]) == (400, "bad_parameter") and "s3vectors" in body["error"]["message"]
