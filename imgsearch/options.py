@@ -30,7 +30,7 @@ QUERY_PARAMETERS = (
     "k", "metric", "min_score", "prefix", "offset", "tag", "expand", "collapse", TEXT_PARAMETER, EXPIRES_PARAMETER
 )
 MAX_EXPAND = 50  # α-query expansion over at most this many first hits
-DUPLICATE_RADIUS = 0.15  # near-copies: codes within this share of their bits (imgsearch duplicates, collapse)
+DUPLICATE_RADIUS = 0.08  # near-copies: codes within this share of their bits (20 of 256; docs/BENCHMARKS.md "Duplicates")
 MAX_TEXT_CHARS = 500  # a query in words: a phrase, not a document
 MAX_PREFIX_CHARS = 1024  # S3 keys are at most 1024 bytes
 MAX_TAG_CHARS = 100  # class names are far shorter; the Searcher checks the name against the vocabulary

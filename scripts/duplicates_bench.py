@@ -30,7 +30,7 @@ from PIL import Image
 
 RESULTS: dict[str, object] = {}
 VARIANTS = ("reencoded", "resized", "cropped")
-RADII = (0.05, 0.10, 0.15, 0.20, 0.25, 0.30)
+RADII = (0.05, 0.08, 0.10, 0.15, 0.20, 0.25)
 
 
 def say(name: str, value: object) -> None:
