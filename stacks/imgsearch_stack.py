@@ -87,6 +87,8 @@ class ImgSearchStack(Stack):
             queue=ingest.queue,
             dead_letters=ingest.dead_letters,
             functions=functions,
+            api=query.api,
+            access_logs=query.access_logs,  # 429s are counted in the API's access log
             alarm_email=config.alarmEmail,
         )
         self._suppress_notification_handler()

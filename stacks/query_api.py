@@ -70,6 +70,7 @@ class QueryApi(Construct):
         access_logs = logs.LogGroup(
             self, "AccessLogs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
         )
+        self.access_logs = access_logs  # the monitoring construct counts 429s in it
         self.api = apigw.RestApi(
             self,
             "Api",

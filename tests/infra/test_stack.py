@@ -331,15 +331,22 @@ def test_cors_preflight_only_when_origins_are_given(synth, template: Template) -
     )
 
 
-def test_alarms_watch_dead_letters_backlog_and_every_function(template: Template) -> None:
+def test_alarms_watch_dead_letters_backlog_every_function_and_the_api(template: Template) -> None:
     alarms = _resources(template, "AWS::CloudWatch::Alarm")
-    metrics = sorted(a["Properties"]["MetricName"] for a in alarms.values())
+    metrics = sorted(  # cdk-monitoring-constructs writes its alarms with a Metrics array
+        a["Properties"].get("MetricName") or a["Properties"]["Metrics"][0]["MetricStat"]["Metric"]["MetricName"]
+        for a in alarms.values()
+    )
     assert metrics == [
+        "5XXError",
+        "ApiThrottled",
         "ApproximateAgeOfOldestMessage",
         "ApproximateNumberOfMessagesVisible",
         "Errors",
         "Errors",
         "Errors",
+        "Latency",
+        "Throttles",
     ]
 
 
