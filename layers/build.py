@@ -193,7 +193,12 @@ def smoke(arch: str, python: str) -> dict[str, object]:
     """Run the built layers under a CPython 3.12 of this machine's architecture: embed an image, turn words
     into concepts (tokenizers + MiniLM), search a USearch index. Catches a library the stripping broke."""
     out = BUILD / arch
-    env = {"PYTHONPATH": f"{out / 'deps' / 'python'}:{out / 'code'}", "PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1"}
+    env = {
+        "PYTHONPATH": f"{out / 'deps' / 'python'}:{out / 'code'}",
+        "PATH": "/usr/bin:/bin",
+        "PYTHONNOUSERSITE": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",  # the layers must stay as built (no __pycache__)
+    }
     done = subprocess.run(
         [python, "-s", "-c", SMOKE, str(out / "model" / "model")],
         env=env, capture_output=True, text=True, check=False,
