@@ -28,6 +28,7 @@ from .modelspec import ModelSpec
 from .options import SearchOptions
 from .search import Hit, Searcher
 from .segment import ObjectRef, Rejection
+from .store import Store
 from .writer import BatchWriter
 
 if TYPE_CHECKING:
@@ -154,6 +155,10 @@ class IndexBackend(Protocol):
         """Live entries, or None when the backend cannot count them cheaply (S3 Vectors)."""
         ...
 
+    def thumbnail_store(self) -> Store | None:
+        """Where thumbnails are kept beside the index (imgsearch.thumbnails), or None: not kept."""
+        ...
+
     def health(self) -> dict[str, Any]:
         """The index facts GET /health reports (status, count, entries, segments, rejected, encoder, ...)."""
         ...
@@ -206,6 +211,9 @@ class SegmentBackend:
         bucket: str | None = None,
     ) -> list[Hit]:
         return self.searcher.search_text(query, image=image, key=key, bucket=bucket, **options.search_kwargs())
+
+    def thumbnail_store(self) -> Store:
+        return self.index.store
 
     def count(self) -> int:
         self.searcher.refresh()

@@ -16,6 +16,7 @@ from .concepts import TOP_K, TopConcepts, top_concepts
 from .errors import InvalidImage, ModelNotFound
 from .images import DEFAULT_LIMITS, Decoded, Limits, decode_part
 from .modelspec import ModelSpec, default_model_dir
+from .thumbnails import thumbnail
 
 WHOLE_RESIZE = 16  # a crop scales the whole image first when that is at most 16 crops' worth of pixels
 
@@ -38,6 +39,7 @@ class Embedded:
     failures: list[Failure]
     indices: list[int]
     concepts: TopConcepts | None = None
+    thumbnails: list[bytes] | None = None  # one JPEG per vector (imgsearch.thumbnails), when asked for
 
 
 class Preprocessor:
@@ -161,8 +163,12 @@ class Embedder:
 
     def pixels(self, data: bytes) -> np.ndarray:
         """Decode and preprocess one image (raises InvalidImage)."""
+        return self.preprocess(self.decode(data))
+
+    def decode(self, data: bytes) -> Decoded:
+        """Decode the part of one image the model uses (raises InvalidImage)."""
         prep = self.preprocess
-        return prep(decode_part(data, min_side=prep.min_side, centre=prep.centre, limits=self.limits))
+        return decode_part(data, min_side=prep.min_side, centre=prep.centre, limits=self.limits)
 
     def run(self, batch: Sequence[np.ndarray]) -> np.ndarray:
         """Forward pass over preprocessed images (grouped by shape), L2-normalised float32 rows."""
@@ -205,14 +211,17 @@ class Embedder:
         progress: Callable[[int], None] | None = None,
         concepts: bool = True,
         top: int = TOP_K,
+        thumbnails: bool = False,
     ) -> Embedded:
         """`embed_stream` that also keeps each image's `top` concepts (when the model has them and
-        `concepts` is true), from the same forward pass."""
+        `concepts` is true), from the same forward pass, and a thumbnail of each (`thumbnails`), from the
+        same decode."""
         keep = concepts and self.has_concepts
         chunks: list[np.ndarray] = []
         tops: list[TopConcepts] = []
         done: list[int] = []
         failures: list[Failure] = []
+        thumbs: dict[int, bytes] = {}
 
         def consume(prepared: list[tuple[int, np.ndarray | Failure]]) -> None:
             if not keep:
@@ -228,9 +237,15 @@ class Embedder:
             if progress:
                 progress(len(prepared))
 
-        self._pipeline(read, count, consume)
+        self._pipeline(read, count, consume, thumbs if thumbnails else None)
         vectors = np.concatenate(chunks) if chunks else np.zeros((0, self.dim), dtype=np.float32)
-        return Embedded(vectors, failures, done, TopConcepts.concat(tops, top) if keep else None)
+        return Embedded(
+            vectors,
+            failures,
+            done,
+            TopConcepts.concat(tops, top) if keep else None,
+            [thumbs[i] for i in done] if thumbnails else None,
+        )
 
     def embed_bytes(self, items: Sequence[bytes]) -> tuple[np.ndarray, list[Failure]]:
         """Embed many encoded images; returns vectors for the good ones (in order) and the failures."""
@@ -260,14 +275,15 @@ class Embedder:
         read: Callable[[int], bytes],
         count: int,
         consume: Callable[[list[tuple[int, np.ndarray | Failure]]], None],
+        thumbs: dict[int, bytes] | None = None,
     ) -> None:
-        """Decode batch i + 1 on a thread while `consume` runs batch i."""
+        """Decode batch i + 1 on a thread while `consume` runs batch i (and thumbnail it into `thumbs`)."""
         starts = range(0, count, self.batch_size)
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending: Future[list[tuple[int, np.ndarray | Failure]]] | None = None
             for start in starts:
                 batch_ids = range(start, min(start + self.batch_size, count))
-                nxt = pool.submit(self._prepare, read, batch_ids)
+                nxt = pool.submit(self._prepare, read, batch_ids, thumbs)
                 if pending is not None:
                     consume(pending.result())
                 pending = nxt
@@ -275,12 +291,15 @@ class Embedder:
                 consume(pending.result())
 
     def _prepare(
-        self, read: Callable[[int], bytes], ids: Iterable[int]
+        self, read: Callable[[int], bytes], ids: Iterable[int], thumbs: dict[int, bytes] | None = None
     ) -> list[tuple[int, np.ndarray | Failure]]:
         prepared: list[tuple[int, np.ndarray | Failure]] = []
         for i in ids:
             try:
-                prepared.append((i, self.pixels(read(i))))
+                decoded = self.decode(read(i))
+                prepared.append((i, self.preprocess(decoded)))
+                if thumbs is not None:
+                    thumbs[i] = thumbnail(decoded.image)
             except InvalidImage as error:
                 prepared.append((i, Failure(i, error.reason, error.code)))
             except OSError as error:

@@ -575,6 +575,10 @@ class S3VectorsBackend:
             options = replace(options, expand=0)  # words alone are not expanded (as on segments)
         return self._search(vector.astype(np.float32).tolist(), options, want)
 
+    def thumbnail_store(self) -> None:
+        """No thumbnails: this backend has no store of its own beside the vector index."""
+        return None
+
     def _check(self, options: SearchOptions) -> int:
         if options.collapse:
             raise BadParameter(

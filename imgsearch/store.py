@@ -188,6 +188,10 @@ class S3Store(Store):
         self.uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
         self.client = client or boto3.client("s3", endpoint_url=endpoint_url)
 
+    def object_key(self, name: str) -> str:
+        """The S3 key of a store object (to presign it)."""
+        return self._key(name)
+
     def _key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
 

@@ -23,6 +23,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
+from imgsearch import thumbnails
 from imgsearch.backend import BACKENDS, Batch, open_backend
 from imgsearch.embed import Embedder
 from imgsearch.encode import DEFAULT_BITS
@@ -42,6 +43,7 @@ if CODE_BITS % 8:
     raise config.ConfigError(f"CODE_BITS={CODE_BITS} must be a multiple of 8")
 MAX_OBJECT_BYTES = config.integer("MAX_OBJECT_BYTES", 50 * 1024 * 1024, low=1, high=5 * 1024**3)
 # Compaction on demand (besides its schedule): unset function name → never invoked (the local stack).
+THUMBNAILS = config.flag("THUMBNAILS", True)  # a small JPEG per image beside the index (imgsearch.thumbnails)
 COMPACT_FUNCTION = config.optional("COMPACT_FUNCTION_NAME")
 COMPACT_AFTER_SEGMENTS = config.integer("COMPACT_AFTER_SEGMENTS", 32, low=0, high=10_000)  # 0: off
 
@@ -144,11 +146,17 @@ def flush(work: Invocation) -> dict[str, Any]:
         _ensured = True
     started = time.perf_counter()
     # One forward pass: the features and, when the model has its classifier head, each image's top concepts.
-    embedded = embedder.embed_all(lambda i: work.images[i], len(work.images), concepts=embedder.has_concepts)
+    thumbs = backend.thumbnail_store() if THUMBNAILS else None
+    embedded = embedder.embed_all(
+        lambda i: work.images[i], len(work.images), concepts=embedder.has_concepts, thumbnails=thumbs is not None
+    )
     for failure in embedded.failures:
         reject(work, work.refs[failure.index], code=failure.code, reason=failure.reason)
-    work.batch.add([work.refs[i] for i in embedded.indices], embedded.vectors, concepts=embedded.concepts)
+    refs = [work.refs[i] for i in embedded.indices]
+    work.batch.add(refs, embedded.vectors, concepts=embedded.concepts)
     embed_ms = (time.perf_counter() - started) * 1000
+    if thumbs is not None:  # before the commit: a retried batch rewrites the same names with the same bytes
+        thumbnails.write_all(thumbs, list(zip(refs, embedded.thumbnails or [], strict=True)))
     # Rejections are written too (even alone, on segments), so `imgsearch info` and GET /health show them.
     written = backend.write(work.batch)
     for refused in written.refused:  # entries the backend cannot store (e.g. a key too long for S3 Vectors)

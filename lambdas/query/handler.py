@@ -29,6 +29,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
 import imgsearch
+from imgsearch import thumbnails
 from imgsearch.backend import BACKENDS, open_backend
 from imgsearch.concepts import NoConceptMatches
 from imgsearch.embed import Embedder
@@ -43,6 +44,7 @@ from imgsearch.errors import (
 )
 from imgsearch.options import MAX_OFFSET, SearchOptions, checked_text, query_expiry, query_text
 from imgsearch.search import MAX_K, METRICS, Hit
+from imgsearch.store import S3Store
 from imgsearch.text import TextQuery, TextSearch
 from lambdas.common import config
 
@@ -76,6 +78,8 @@ s3 = boto3.client("s3", config=Config(signature_version="s3v4"))
 embedder = Embedder.load(Path(MODEL_DIR))
 # SegmentBackend(ImageIndex.open(...), refresh_seconds=...) or S3VectorsBackend.open(..., bucket=IMAGES_BUCKET)
 backend = open_backend(INDEX_LOCATION, bucket=IMAGES_BUCKET, refresh_seconds=REFRESH_SECONDS)
+_thumbs = backend.thumbnail_store()
+THUMB_STORE = _thumbs if isinstance(_thumbs, S3Store) else None  # an EFS or local store cannot be presigned
 
 
 class UnsupportedMediaType(ImgSearchError):
@@ -201,11 +205,18 @@ def json_query(body: bytes, text: str | None) -> Query:
 # --- answers --------------------------------------------------------------------------------------
 
 
-def presign(hit: Hit, seconds: int) -> str:
-    url: str = s3.generate_presigned_url(
-        "get_object", Params={"Bucket": hit.bucket, "Key": hit.key}, ExpiresIn=seconds
-    )
+def presign(bucket: str, key: str, seconds: int) -> str:
+    url: str = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=seconds)
     return url
+
+
+def urls(hit: Hit, seconds: int) -> dict[str, str]:
+    """The hit's presigned URL, and its thumbnail's when thumbnails are kept in an S3 index store."""
+    found = {"url": presign(hit.bucket, hit.key, seconds)}
+    if THUMB_STORE is not None:
+        name = thumbnails.name(hit.bucket, hit.key, hit.etag)
+        found["thumb_url"] = presign(THUMB_STORE.bucket, THUMB_STORE.object_key(name), seconds)
+    return found
 
 
 def probing(options: SearchOptions) -> SearchOptions:
@@ -242,7 +253,7 @@ def answer(
             {
                 "key": h.key,
                 "score": h.score,
-                "url": presign(h, seconds),
+                **urls(h, seconds),
                 "size": h.size,
                 "etag": h.etag,
                 "tags": [[name, score] for name, score in h.tags],

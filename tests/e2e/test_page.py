@@ -79,6 +79,8 @@ def test_a_query_uploaded_through_the_page_shows_thumbnails(
         )
         cards = page.query_selector_all(".hit")
         assert len(cards) == 8
+        shown = page.eval_on_selector_all(".hit img", "els => els.map(i => [i.currentSrc, i.naturalWidth, i.naturalHeight])")
+        assert all("/thumbs/" in src and max(w, h) <= 160 for src, w, h in shown), shown  # thumbnails, not originals
         assert cards[0].get_attribute("data-key") == key
         assert float(cards[0].query_selector(".score").inner_text()) > 0.99
         assert "results" in page.inner_text("#message") and "ms" in page.inner_text("#status")

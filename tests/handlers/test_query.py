@@ -619,3 +619,27 @@ def test_collapse_on_s3vectors_is_a_400_naming_the_backend(indexed: LocalAws) ->
         "apigw_rest_similar.json", path="/similar/set/0.png", key="set/0.png", query={"collapse": "true"}
     )
     assert (status, body["error"]["code"]) == (400, "bad_parameter") and "s3vectors" in body["error"]["message"]
+
+
+# --- thumbnails ---------------------------------------------------------------------------------------------
+
+
+@segments_only("thumbnails are kept beside a segment index; S3 Vectors has no store for them (below)")
+def test_hits_carry_a_thumbnail_made_at_ingest(indexed: LocalAws) -> None:
+    import io
+
+    from PIL import Image
+
+    status, body = indexed.api("apigw_rest_similar.json", path="/similar/set/0.png", key="set/0.png", query={"k": "4"})
+    assert status == 200
+    for hit in body["results"]:
+        assert "/thumbs/" in hit["thumb_url"] and hit["etag"] in hit["thumb_url"]
+        with urllib.request.urlopen(hit["thumb_url"]) as fetched:  # moto on 127.0.0.1
+            thumb = Image.open(io.BytesIO(fetched.read()))
+        assert thumb.format == "JPEG" and max(thumb.size) <= 160
+
+
+@s3vectors_only
+def test_hits_on_s3vectors_have_no_thumbnail(indexed: LocalAws) -> None:
+    status, body = indexed.api("apigw_rest_similar.json", path="/similar/set/0.png", key="set/0.png", query={"k": "2"})
+    assert status == 200 and all("thumb_url" not in hit for hit in body["results"])
