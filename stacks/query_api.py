@@ -141,6 +141,8 @@ class QueryApi(Construct):
             request_parameters={**QUERYSTRING, "method.request.path.key": True},
         )
         self.api.root.add_resource("health").add_method("GET", integration, request_validator=validator)
+        # GET /ping (wiring.ROUTES): public, for load balancers and uptime checks; it tells only up or not.
+        self.api.root.add_resource("ping").add_method("GET", integration, api_key_required=False)
         # The search page (wiring.ROUTES): public like any web page; it asks for the key, which the API checks.
         self.api.root.add_method("GET", integration, api_key_required=False)
 

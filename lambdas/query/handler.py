@@ -344,6 +344,13 @@ def page() -> Response:
     )
 
 
+@app.get("/ping")
+def ping() -> dict[str, Any]:
+    """For a load balancer or an uptime check, without the key: is the function up and the index readable."""
+    status = backend.health()["status"]
+    return {"status": status, "ready": status in ("ok", "empty")}
+
+
 @app.get("/health")
 def health() -> dict[str, Any]:
     """The index as the backend reports it (status empty / ok / missing; counts null on S3 Vectors), and the model."""

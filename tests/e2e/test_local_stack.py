@@ -38,6 +38,8 @@ def test_the_page_is_public_and_the_api_needs_the_key(stack: Stack) -> None:
         assert status == 403 and body["error"]["code"] == "forbidden"
     status, body = stack.call("GET", "/no-such-route")
     assert status == 404 and body["error"]["code"] == "not_found"
+    status, body = stack.call("GET", "/ping", api_key=None)  # a load balancer's check needs no key
+    assert status == 200 and set(body) == {"status", "ready"}
 
 
 def test_uploads_become_searchable_by_raw_image_body(uploaded: Stack) -> None:

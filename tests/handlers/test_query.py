@@ -643,3 +643,8 @@ def test_hits_carry_a_thumbnail_made_at_ingest(indexed: LocalAws) -> None:
 def test_hits_on_s3vectors_have_no_thumbnail(indexed: LocalAws) -> None:
     status, body = indexed.api("apigw_rest_similar.json", path="/similar/set/0.png", key="set/0.png", query={"k": "2"})
     assert status == 200 and all("thumb_url" not in hit for hit in body["results"])
+
+
+def test_ping_says_up_and_ready_and_nothing_more(indexed: LocalAws) -> None:
+    status, body = indexed.api("apigw_rest_health.json", path="/ping")
+    assert (status, body) == (200, {"status": "ok", "ready": True})

@@ -275,7 +275,7 @@ def test_rest_api_needs_an_api_key_accepts_binary_images_and_is_throttled(synth)
         ("GET", True),
         ("GET", False),  # the search page at /: public, it asks the user for the key
     }
-    assert len(methods) == 5
+    assert len(methods) == 6
     get_search = [
         m["Properties"] for m in methods.values()
         if m["Properties"]["HttpMethod"] == "GET"
@@ -285,9 +285,10 @@ def test_rest_api_needs_an_api_key_accepts_binary_images_and_is_throttled(synth)
     assert get_search[0]["RequestParameters"]["method.request.querystring.tag"] is False
     api = next(iter(_resources(template, "AWS::ApiGateway::RestApi")))
     public = [m["Properties"] for m in methods.values() if not m["Properties"]["ApiKeyRequired"]]
-    assert len(public) == 1
-    assert public[0]["ResourceId"] == {"Fn::GetAtt": [api, "RootResourceId"]}
-    assert public[0]["Integration"]["Type"] == "AWS_PROXY"
+    assert len(public) == 2  # the page at / and GET /ping
+    assert {"Fn::GetAtt": [api, "RootResourceId"]} in [m["ResourceId"] for m in public]
+    assert all(m["Integration"]["Type"] == "AWS_PROXY" and m["HttpMethod"] == "GET" for m in public)
+    template.has_resource_properties("AWS::ApiGateway::Resource", {"PathPart": "ping"})
     template.has_resource_properties("AWS::ApiGateway::Resource", {"PathPart": "{key+}"})
     template.resource_count_is("AWS::ApiGateway::ApiKey", 1)
     template.has_resource_properties(
