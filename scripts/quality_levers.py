@@ -20,6 +20,8 @@ against 59,000, mAP@1000 (AP over the relevant retrieved). Levers:
   or fitted on Corel's own 900, against the raw 1280-d cosine of the unfitted default.
 - codes: 64-bit ITQ on the PCA of the features (the default) against ITQ on features joined with
   γ × the top-5 concept vector (semantic codes).
+- `--pooling DIR --pooling DIR2 ...`: GeM instead of average pooling (Lite0 folders), and the vectors
+  of two folders (two input scales, or two models) pooled.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import itertools
 import json
 import sys
 import zipfile
@@ -135,6 +138,45 @@ def load_corel(datasets: Path, out: Path, model_dir: Path) -> tuple[np.ndarray, 
     return vectors, logits, np.array([r["label"] for r in rows]), [r["split"] for r in rows]
 
 
+def pooling_and_scales(datasets: Path, out: Path, model_dirs: list[Path]) -> None:
+    """Corel-1k: GeM against average pooling (PyTorch on the feature maps, the build extra), and two
+    input scales (or two models) pooled: unit(unit(a) + unit(b)), with and without αQE."""
+    import torch
+
+    from imgsearch.build_model import feature_model
+    from imgsearch.embed import Embedder
+
+    torch.set_num_threads(2)
+    net = feature_model()
+    with zipfile.ZipFile(datasets / "corel1k.zip") as archive:
+        rows = sorted(csv.DictReader(io.TextIOWrapper(archive.open("corel1k/labels.csv"), encoding="utf-8")),
+                      key=lambda r: r["path"])
+        images = [archive.read(f"corel1k/{r['path']}") for r in rows]
+    labels = np.array([r["label"] for r in rows])
+    q = np.array([r["split"] == "query" for r in rows])
+    vectors = {}
+    for model_dir in model_dirs:
+        spec = ModelSpec.load(model_dir)
+        vectors[model_dir] = unit(load_corel(datasets, out, model_dir)[0])
+        if spec.name != "efficientnet-lite0":
+            continue  # feature_model() is Lite0's
+        embedder = Embedder.load(model_dir)
+        with torch.inference_mode():
+            maps = torch.cat([
+                net.backbone.extract_features(torch.from_numpy(np.stack([embedder.pixels(d) for d in images[i : i + 50]])))
+                for i in range(0, len(images), 50)
+            ])
+        for power in (2.0, 3.0, 4.0):
+            v = unit(maps.clamp(min=1e-6).pow(power).mean(dim=(2, 3)).pow(1.0 / power).numpy())
+            say(f"corel.gem_p{power:g}.{spec.input_size}px", mean_ap(v[q] @ v[~q].T, labels[q], labels[~q], 100))
+    names = list(vectors)
+    for a, b in itertools.combinations(names, 2):
+        v = unit(vectors[a] + vectors[b])
+        key = f"corel.pooled[{Path(a).name}+{Path(b).name}]"
+        say(key, mean_ap(v[q] @ v[~q].T, labels[q], labels[~q], 100))
+        say(key + ".aqe_n10", mean_ap(expanded(v[q], v[~q], 10, 3.0) @ v[~q].T, labels[q], labels[~q], 100))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", type=Path, default=Path("../shared/datasets"))
@@ -143,8 +185,14 @@ def main() -> None:
     parser.add_argument("--cifar-out", type=Path, default=None,
                         help="the folder with this model's cifar-raw.npy (scripts/bench.py --out); default --out")
     parser.add_argument("--skip-cifar", action="store_true")
+    parser.add_argument("--pooling", type=Path, action="append", default=None, metavar="MODEL_DIR",
+                        help="only GeM pooling and pooled scales/models on Corel over these model folders")
     args = parser.parse_args()
     say("command", " ".join(sys.argv))
+    if args.pooling:
+        pooling_and_scales(args.datasets, args.out, args.pooling)
+        (args.out / "quality-levers-pooling.json").write_text(json.dumps(RESULTS, indent=1))
+        return
     model_dir = args.model_dir or default_model_dir()
     spec = ModelSpec.load(model_dir)
     head = ConceptHead.load(model_dir, spec)
