@@ -66,7 +66,7 @@ def graph_expansion(rows: int, top: int = EXPANSION_SEARCH) -> int:
     """The search beam of a graph of `rows`: `top` for a full base (maintain.MAX_BASE rows), scaled by
     √(rows / MAX_BASE) below it, at least MIN_EXPANSION. At 1M images (bases of 800k and 200k: beams 229
     and 128 instead of 256 and 256) recall@10 against exact search moves from 0.9885 to 0.9875 and the
-    hybrid p50 from 2.46 to 2.05 ms, A/B in one process (scripts/expansion_ab.py, docs/BENCHMARKS.md)."""
+    hybrid p50 from 2.46 to 2.05 ms (3.43 to 3.00 in a slower run), A/B in one process (scripts/expansion_ab.py)."""
     return int(min(top, max(MIN_EXPANSION, round(top * math.sqrt(rows / MAX_BASE)))))
 
 
