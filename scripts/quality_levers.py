@@ -22,6 +22,7 @@ against 59,000, mAP@1000 (AP over the relevant retrieved). Levers:
   γ × the top-5 concept vector (semantic codes).
 - `--pooling DIR --pooling DIR2 ...`: GeM instead of average pooling (Lite0 folders), and the vectors
   of two folders (two input scales, or two models) pooled.
+- `--agh`: unsupervised hashing beyond ITQ, numpy only: Anchor Graph Hashing at 64 bits on CIFAR-10.
 """
 
 from __future__ import annotations
@@ -138,6 +139,68 @@ def load_corel(datasets: Path, out: Path, model_dir: Path) -> tuple[np.ndarray, 
     return vectors, logits, np.array([r["label"] for r in rows]), [r["split"] for r in rows]
 
 
+def hashing_levers(datasets: Path, cifar_out: Path) -> None:
+    """CIFAR-10 64-bit codes: ITQ (the default encoder) against Anchor Graph Hashing on the PCA-256 floats."""
+    import time
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench import cifar_raw
+
+    raw, db_rows, q_rows, _ = cifar_raw(datasets, None, cifar_out)  # type: ignore[arg-type]
+    raw = unit(raw)
+    db, q = raw[: len(db_rows)], raw[len(db_rows) :]
+    db_labels, q_labels = np.array([r["label"] for r in db_rows]), np.array([r["label"] for r in q_rows])
+    itq = fit_itq(db, bits=64, dims=256)
+    say("cifar.itq64", mean_ap(hamming_scores(itq.codes(q), itq.codes(db), 64), q_labels, db_labels, 1000))
+    floats = fit_itq(db, bits=256, dims=256).floats
+    for anchors, s in ((1000, 3), (2000, 3), (2000, 5), (4000, 3)):
+        started = time.perf_counter()
+        codes, q_codes = anchor_graph_hashing(floats(db), floats(q), bits=64, anchors=anchors, s=s)
+        seconds = time.perf_counter() - started
+        say(f"cifar.agh64.m{anchors}_s{s}", {"mAP@1000": mean_ap(hamming_scores(q_codes, codes, 64), q_labels, db_labels, 1000),
+                                             "train_seconds": round(seconds, 1)})
+
+
+def kmeans(x: np.ndarray, m: int, *, iterations: int = 15, seed: int = 0) -> np.ndarray:
+    """Spherical k-means: m unit centres of unit rows."""
+    rng = np.random.default_rng(seed)
+    centres = x[rng.choice(len(x), m, replace=False)].copy()
+    for _ in range(iterations):
+        nearest = np.argmax(x @ centres.T, axis=1)
+        for j in range(m):
+            members = x[nearest == j]
+            if len(members):
+                centres[j] = members.mean(axis=0)
+        centres = unit(centres)
+    return centres
+
+
+def anchor_weights(x: np.ndarray, anchors: np.ndarray, s: int, bandwidth: float | None = None) -> tuple[np.ndarray, float]:
+    """AGH's Z: each row's weights on its s nearest anchors (Gaussian of the squared distance, rows sum to 1)."""
+    sims = x @ anchors.T
+    nearest = np.argpartition(-sims, s, axis=1)[:, :s]
+    squared = 2 - 2 * np.take_along_axis(sims, nearest, axis=1)
+    bandwidth = bandwidth or float(squared.mean())
+    weights = np.exp(-squared / bandwidth)
+    weights /= weights.sum(axis=1, keepdims=True)
+    z = np.zeros((len(x), len(anchors)), np.float32)
+    np.put_along_axis(z, nearest, weights.astype(np.float32), axis=1)
+    return z, bandwidth
+
+
+def anchor_graph_hashing(db: np.ndarray, q: np.ndarray, *, bits: int, anchors: int, s: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Anchor Graph Hashing (Liu, Wang, Kumar, Chang, ICML 2011), numpy only: the graph Laplacian's
+    eigenvectors through m anchors; codes = sign(Z W). Returns packed (database codes, query codes)."""
+    centres = kmeans(db, anchors)
+    z, bandwidth = anchor_weights(db, centres, s)
+    zq, _ = anchor_weights(q, centres, s, bandwidth)
+    scale = 1 / np.sqrt(z.sum(axis=0) + 1e-9)
+    values, vectors = np.linalg.eigh((scale[:, None] * (z.T @ z)) * scale[None, :])
+    order = np.argsort(-values)[1 : bits + 1]  # the first is trivial (constant)
+    w = (scale[:, None] * vectors[:, order]) / np.sqrt(np.maximum(values[order], 1e-9))[None, :]
+    return np.packbits(z @ w > 0, axis=1), np.packbits(zq @ w > 0, axis=1)
+
+
 def pooling_and_scales(datasets: Path, out: Path, model_dirs: list[Path]) -> None:
     """Corel-1k: GeM against average pooling (PyTorch on the feature maps, the build extra), and two
     input scales (or two models) pooled: unit(unit(a) + unit(b)), with and without αQE."""
@@ -185,13 +248,20 @@ def main() -> None:
     parser.add_argument("--cifar-out", type=Path, default=None,
                         help="the folder with this model's cifar-raw.npy (scripts/bench.py --out); default --out")
     parser.add_argument("--skip-cifar", action="store_true")
+    parser.add_argument("--agh", action="store_true", help="only Anchor Graph Hashing against ITQ, CIFAR-10 64-bit")
     parser.add_argument("--pooling", type=Path, action="append", default=None, metavar="MODEL_DIR",
                         help="only GeM pooling and pooled scales/models on Corel over these model folders")
     args = parser.parse_args()
     say("command", " ".join(sys.argv))
     if args.pooling:
         pooling_and_scales(args.datasets, args.out, args.pooling)
+        args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "quality-levers-pooling.json").write_text(json.dumps(RESULTS, indent=1))
+        return
+    if args.agh:
+        hashing_levers(args.datasets, args.cifar_out or args.out)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "quality-levers-agh.json").write_text(json.dumps(RESULTS, indent=1))
         return
     model_dir = args.model_dir or default_model_dir()
     spec = ModelSpec.load(model_dir)
