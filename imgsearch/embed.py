@@ -3,6 +3,7 @@ image's top concepts (class scores) from the same forward pass."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -39,7 +40,7 @@ class Embedded:
     failures: list[Failure]
     indices: list[int]
     concepts: TopConcepts | None = None
-    thumbnails: list[bytes] | None = None  # one JPEG per vector (imgsearch.thumbnails), when asked for
+    thumbnails: list[bytes] | None = None  # one JPEG per vector (b"" if none could be made), when asked for
 
 
 class Preprocessor:
@@ -244,7 +245,7 @@ class Embedder:
             failures,
             done,
             TopConcepts.concat(tops, top) if keep else None,
-            [thumbs[i] for i in done] if thumbnails else None,
+            [thumbs.get(i, b"") for i in done] if thumbnails else None,
         )
 
     def embed_bytes(self, items: Sequence[bytes]) -> tuple[np.ndarray, list[Failure]]:
@@ -299,7 +300,8 @@ class Embedder:
                 decoded = self.decode(read(i))
                 prepared.append((i, self.preprocess(decoded)))
                 if thumbs is not None:
-                    thumbs[i] = thumbnail(decoded.image)
+                    with contextlib.suppress(OSError, ValueError):  # a thumbnail is a nicety: never fail the image
+                        thumbs[i] = thumbnail(decoded.image)
             except InvalidImage as error:
                 prepared.append((i, Failure(i, error.reason, error.code)))
             except OSError as error:

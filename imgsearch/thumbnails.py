@@ -45,7 +45,9 @@ def name(bucket: str, key: str, etag: str) -> str:
 
 
 def write_all(store: Store, items: Sequence[tuple[ObjectRef, bytes]], *, threads: int = 8) -> None:
-    """Store the thumbnails of some new object versions (same name, same bytes: a retry rewrites them)."""
+    """Store the thumbnails of some new object versions (same name, same bytes: a retry rewrites them);
+    an empty one (none could be made) is skipped."""
+    items = [item for item in items if item[1]]
     if not items:
         return
     with ThreadPoolExecutor(max_workers=min(threads, len(items))) as pool:
