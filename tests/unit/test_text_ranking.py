@@ -188,3 +188,24 @@ def test_expansion_is_bounded_and_applies_to_more_like_this(world) -> None:
     expanded = searcher.search_key("007.jpg", k=5, metric="cosine", exact=True, expand=3)
     assert plain[0].key == expanded[0].key == "007.jpg"
     assert expanded[0].score < plain[0].score  # the moved query is no longer the image itself
+
+
+# --- thumbnails from the model's decode ---------------------------------------------------------------
+
+
+def test_embed_all_makes_one_small_jpeg_per_image_from_the_same_decode() -> None:
+    import io
+
+    from PIL import Image
+
+    from imgsearch.embed import Embedder
+    from tests.imagegen import synthetic_image
+
+    embedder = Embedder.load()
+    images = [synthetic_image(i) for i in range(3)] + [b"not an image"]
+    done = embedder.embed_all(lambda i: images[i], len(images), thumbnails=True)
+    assert done.indices == [0, 1, 2] and done.thumbnails is not None and len(done.thumbnails) == 3
+    for data in done.thumbnails:
+        thumb = Image.open(io.BytesIO(data))
+        assert thumb.format == "JPEG" and max(thumb.size) <= 160
+    assert embedder.embed_all(lambda i: images[i], len(images)).thumbnails is None  # only when asked
