@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .encode import spread
 from .errors import BadParameter, ModelNotFound
 from .modelspec import ModelSpec
 
@@ -455,8 +456,7 @@ class ConceptHead:
         if projection is None:
             return self
         mean = np.asarray(mean, dtype=np.float32)
-        radius = float(np.sqrt(max(1.0 - float(mean @ mean), 1e-6)))
-        weight = radius * (self.weight @ np.asarray(projection, dtype=np.float32))
+        weight = spread(mean) * (self.weight @ np.asarray(projection, dtype=np.float32))
         return ConceptHead(weight, self.bias + TEMPERATURE * (self.weight @ mean))
 
 

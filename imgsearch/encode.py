@@ -60,8 +60,7 @@ class Encoder:
         y = np.asarray(floats, dtype=np.float32)
         if self.projection is None:
             return y
-        radius = float(np.sqrt(max(1.0 - float(self.mean @ self.mean), 1e-6)))
-        return (self.mean + radius * (y @ self.projection.T)).astype(np.float32)
+        return (self.mean + spread(self.mean) * (y @ self.projection.T)).astype(np.float32)
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
@@ -94,6 +93,13 @@ _POPCOUNT = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(a
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Bits that differ between packed codes (the last axis; rows broadcast)."""
     return _POPCOUNT[np.bitwise_xor(a, b)].sum(axis=-1)
+
+
+def spread(mean: np.ndarray) -> float:
+    """|v − mean| for a unit vector v around that mean, on average: √(1 − |mean|²) (what a unit float
+    vector of the encoder is scaled by to map back into the embedding space)."""
+    m = np.asarray(mean, dtype=np.float32)
+    return float(np.sqrt(max(1.0 - float(m @ m), 1e-6)))
 
 
 def radius_bits(radius: float, bits: int) -> int:

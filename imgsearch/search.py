@@ -508,16 +508,19 @@ class Searcher:
         """The ranking without near-copies of a better hit (codes of one encoder within DUPLICATE_RADIUS),
         then its page."""
         kept: list[int] = []
-        codes: list[tuple[str, np.ndarray]] = []
+        held: dict[str, tuple[np.ndarray, int]] = {}  # encoder version → (kept codes, how many)
         for i, (pos, row) in enumerate(zip(positions.tolist(), rows.tolist(), strict=True)):
             segment = self.live.segments[pos].segment
             code = segment.codes[row]
-            limit = radius_bits(DUPLICATE_RADIUS, len(code) * 8)
-            if all(v != segment.encoder or int(hamming(code, c)) > limit for v, c in codes):
-                kept.append(i)
-                codes.append((segment.encoder, code))
-                if len(kept) >= offset + k:
-                    break
+            codes, count = held.get(segment.encoder, (np.empty((offset + k, len(code)), np.uint8), 0))
+            # one vectorised comparison against every kept hit of this encoder (codes of others differ)
+            if count and int(hamming(codes[:count], code).min()) <= radius_bits(DUPLICATE_RADIUS, len(code) * 8):
+                continue
+            codes[count] = code
+            held[segment.encoder] = (codes, count + 1)
+            kept.append(i)
+            if len(kept) >= offset + k:
+                break
         at = np.array(kept[offset : offset + k], dtype=np.int64)
         return scores[at], positions[at], rows[at]
 

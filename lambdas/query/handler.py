@@ -98,9 +98,12 @@ def query_params() -> dict[str, Any] | None:
     return event.multi_value_query_string_parameters or event.query_string_parameters
 
 
-def search_options() -> SearchOptions:
-    """The search options from the query string, checked strictly (imgsearch.options)."""
-    return SearchOptions.from_query(query_params(), default_k=DEFAULT_K, default_metric=DEFAULT_METRIC)
+def search_options() -> tuple[SearchOptions, int]:
+    """The search options from the query string, checked strictly (imgsearch.options), and the result URLs'
+    lifetime (`expires`, up to PRESIGN_SECONDS): both refused before any search runs."""
+    params = query_params()
+    options = SearchOptions.from_query(params, default_k=DEFAULT_K, default_metric=DEFAULT_METRIC)
+    return options, query_expiry(params, maximum=PRESIGN_SECONDS)
 
 
 @functools.cache
@@ -236,10 +239,10 @@ def index_version() -> int:
 
 
 def answer(
-    hits: list[Hit], options: SearchOptions, started: float, text: TextQuery | None = None
+    hits: list[Hit], options: SearchOptions, seconds: int, started: float, text: TextQuery | None = None
 ) -> dict[str, Any]:
-    """The answer for the page `options` asked (hits: searched with `probing(options)`), with paging."""
-    seconds = query_expiry(query_params(), maximum=PRESIGN_SECONDS)
+    """The answer for the page `options` asked (hits: searched with `probing(options)`), with paging and
+    URLs valid for `seconds`."""
     has_more = len(hits) > options.k
     hits = hits[: options.k]
     following = options.offset + options.k
@@ -283,37 +286,37 @@ def embed_query(data: bytes) -> Any:
 @tracer.capture_method
 def search() -> dict[str, Any]:
     started = time.perf_counter()
-    options = search_options()
+    options, seconds = search_options()
     query = parse_query()
     if query.key is not None:
         logger.append_keys(query_key=query.key)
     if query.text is not None:
-        return search_words(query, options, started)
+        return search_words(query, options, seconds, started)
     if query.key is not None:
         hits = backend.search_key(query.key, IMAGES_BUCKET, probing(options))
     else:
         hits = backend.search(embed_query(query.image), probing(options))[0]  # type: ignore[arg-type]
-    return answer(hits, options, started)
+    return answer(hits, options, seconds, started)
 
 
 @app.get("/search")
 @tracer.capture_method
 def search_by_words() -> dict[str, Any]:
     started = time.perf_counter()
-    options = search_options()
+    options, seconds = search_options()
     text = query_text(query_params())
     if text is None:
         raise BadParameter("GET /search needs the words to search for: ?q=dog+on+a+beach")
-    return search_words(Query(text=text), options, started)
+    return search_words(Query(text=text), options, seconds, started)
 
 
-def search_words(query: Query, options: SearchOptions, started: float) -> dict[str, Any]:
+def search_words(query: Query, options: SearchOptions, seconds: int, started: float) -> dict[str, Any]:
     """Words alone, or an image or a key with words ("like this, but on a beach")."""
     logger.append_keys(query_text=query.text)
     text = words().query(query.text)  # type: ignore[arg-type]
     image = embed_query(query.image)[0] if query.image is not None else None
     hits = backend.search_text(text, probing(options), image=image, key=query.key, bucket=IMAGES_BUCKET)
-    return answer(hits, options, started, text)
+    return answer(hits, options, seconds, started, text)
 
 
 @app.get("/similar/.+")
@@ -325,12 +328,12 @@ def similar() -> dict[str, Any]:
         (event.path_parameters or {}).get("key") or unquote(event.path.split("/similar/", 1)[1])
     )
     logger.append_keys(query_key=key)
-    options = search_options()
+    options, seconds = search_options()
     text = query_text(query_params())
     if text is not None:  # "more like this, but <words>"
-        return search_words(Query(key=key, text=text), options, started)
+        return search_words(Query(key=key, text=text), options, seconds, started)
     hits = backend.search_key(key, IMAGES_BUCKET, probing(options))
-    return answer(hits, options, started)
+    return answer(hits, options, seconds, started)
 
 
 @app.get("/")
