@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchlib import RESULTS, say
 
 import imgsearch  # noqa: F401  (onnxruntime before usearch)
 from imgsearch.backend import Batch, SegmentBackend
@@ -39,13 +40,6 @@ from imgsearch.modelspec import ModelSpec, default_model_dir
 from imgsearch.options import SearchOptions
 from imgsearch.s3vectors import S3VectorsBackend, VectorIndexRef
 from imgsearch.segment import table_refs
-
-RESULTS: dict[str, object] = {}
-
-
-def say(name: str, value: object) -> None:
-    RESULTS[name] = value
-    print(f"{name}: {value}", flush=True)
 
 
 def unfitted_copy(source: ImageIndex, target: Path, spec: ModelSpec) -> SegmentBackend:

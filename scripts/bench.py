@@ -10,17 +10,15 @@ that encoder sweeps do not re-embed 60,000 images.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import statistics
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
+from benchlib import RESULTS, average_precision, read_zip, say
 
 import imgsearch  # noqa: F401  (loads onnxruntime before usearch)
 from imgsearch.embed import Embedder
@@ -29,30 +27,6 @@ from imgsearch.index import ImageIndex
 from imgsearch.ingest import index_files
 from imgsearch.search import Searcher
 from imgsearch.segment import ObjectRef
-
-RESULTS: dict[str, object] = {}
-
-
-def say(name: str, value: object) -> None:
-    RESULTS[name] = value
-    print(f"{name}: {value}", flush=True)
-
-
-def read_zip(path: Path) -> tuple[zipfile.ZipFile, str, list[dict[str, str]]]:
-    archive = zipfile.ZipFile(path)
-    root = path.stem
-    rows = list(csv.DictReader(io.TextIOWrapper(archive.open(f"{root}/labels.csv"), encoding="utf-8")))
-    return archive, root, rows
-
-
-def average_precision(relevant: np.ndarray, total_relevant: int | None = None) -> float:
-    """AP of one ranking; divides by the relevant items retrieved (deep-hashing mAP@K) unless total given."""
-    hits = np.cumsum(relevant)
-    denominator = total_relevant if total_relevant is not None else int(relevant.sum())
-    if denominator == 0:
-        return 0.0
-    precision = hits / np.arange(1, len(relevant) + 1)
-    return float((precision * relevant).sum() / denominator)
 
 
 def rankings(searcher: Searcher, queries: np.ndarray, *, k: int, metric: str, exact: bool = False) -> list[list[str]]:

@@ -26,16 +26,13 @@ import time
 import zipfile
 from pathlib import Path
 
+from benchlib import RESULTS, say
 from PIL import Image
 
-RESULTS: dict[str, object] = {}
 VARIANTS = ("reencoded", "resized", "cropped")
 RADII = (0.05, 0.08, 0.10, 0.15, 0.20, 0.25)
 
 
-def say(name: str, value: object) -> None:
-    RESULTS[name] = value
-    print(f"{name}: {value}", flush=True)
 
 
 def variant(data: bytes, kind: str) -> bytes:

@@ -26,17 +26,13 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+from benchlib import RESULTS, average_precision, say
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from text_bench import average_precision  # the same definition
 
 CLI = str(Path(sys.executable).with_name("imgsearch"))
-RESULTS: dict[str, object] = {}
 
 
-def say(name: str, value: object) -> None:
-    RESULTS[name] = value
-    print(f"{name}: {value}", flush=True)
 
 
 def run(*args: str, model_dir: Path | None) -> list[dict[str, object]]:

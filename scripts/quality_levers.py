@@ -37,18 +37,12 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+from benchlib import RESULTS, say
 
 import imgsearch  # noqa: F401  (onnxruntime before usearch)
 from imgsearch.concepts import ConceptHead, TopConcepts, top_concepts
 from imgsearch.encode import fit_itq
 from imgsearch.modelspec import ModelSpec, default_model_dir
-
-RESULTS: dict[str, object] = {}
-
-
-def say(name: str, value: object) -> None:
-    RESULTS[name] = value
-    print(f"{name}: {value}", flush=True)
 
 
 def unit(x: np.ndarray) -> np.ndarray:

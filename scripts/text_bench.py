@@ -14,19 +14,17 @@ cached in bench-out/text/ so reruns take seconds.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import statistics
 import sys
 import tempfile
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from benchlib import RESULTS, average_precision, read_zip, say
 
 import imgsearch  # noqa: F401  (loads onnxruntime first)
 from imgsearch.concepts import (
@@ -45,23 +43,14 @@ from imgsearch.encode import fit_itq
 from imgsearch.modelspec import ModelSpec, default_model_dir
 from imgsearch.text import MATCH_MODES, TextSearch
 
-RESULTS: dict[str, object] = {}
 K = 100  # mAP@100
 
 
-def say(name: str, value: object) -> None:
-    RESULTS[name] = value
-    print(f"{name}: {value}", flush=True)
 
 
 # --- data ----------------------------------------------------------------------------------------------
 
 
-def read_zip(path: Path) -> tuple[zipfile.ZipFile, str, list[dict[str, str]]]:
-    archive = zipfile.ZipFile(path)
-    root = path.stem
-    rows = list(csv.DictReader(io.TextIOWrapper(archive.open(f"{root}/labels.csv"), encoding="utf-8")))
-    return archive, root, rows
 
 
 class Dataset:
@@ -100,16 +89,6 @@ def load_set(name: str, datasets: Path, out: Path, embedder: Embedder) -> Datase
 
 
 # --- quality -------------------------------------------------------------------------------------------
-
-
-def average_precision(relevant: np.ndarray, total_relevant: int | None = None) -> float:
-    """AP of one ranking (as scripts/bench.py): over the relevant retrieved, unless a total is given."""
-    hits = np.cumsum(relevant)
-    denominator = total_relevant if total_relevant is not None else int(relevant.sum())
-    if denominator == 0:
-        return 0.0
-    precision = hits / np.arange(1, len(relevant) + 1)
-    return float((precision * relevant).sum() / denominator)
 
 
 def ranking_quality(scores: np.ndarray, relevant: np.ndarray) -> dict[str, float]:

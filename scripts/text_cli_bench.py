@@ -36,16 +36,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from text_bench import HARD_QUERIES, average_precision, query_text  # the same definitions
+from benchlib import RESULTS, average_precision, say
+from text_bench import HARD_QUERIES, query_text
 
 CLI = [str(Path(sys.executable).with_name("imgsearch"))]
-RESULTS: dict[str, object] = {}
 K = 100
 
 
-def say(name: str, value: object) -> None:
-    RESULTS[name] = value
-    print(f"{name}: {value}", flush=True)
 
 
 def extract(archive_path: Path, folder: Path, *, split: str | None) -> dict[str, str]:

@@ -1,0 +1,39 @@
+"""What the benchmark scripts share: the printed-and-kept figures, the data sets' zip layout, AP.
+
+Each script runs in its own process, so one module-level RESULTS per run holds what `say` printed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+RESULTS: dict[str, object] = {}
+
+
+def say(name: str, value: object) -> None:
+    """Print a figure and keep it for the run's JSON file."""
+    RESULTS[name] = value
+    print(f"{name}: {value}", flush=True)
+
+
+def read_zip(path: Path) -> tuple[zipfile.ZipFile, str, list[dict[str, str]]]:
+    """A data set's archive, its root folder and the rows of its labels.csv (../shared/datasets)."""
+    archive = zipfile.ZipFile(path)
+    root = path.stem
+    rows = list(csv.DictReader(io.TextIOWrapper(archive.open(f"{root}/labels.csv"), encoding="utf-8")))
+    return archive, root, rows
+
+
+def average_precision(relevant: np.ndarray, total_relevant: int | None = None) -> float:
+    """AP of one ranking; divides by the relevant items retrieved (deep-hashing mAP@K) unless total given."""
+    hits = np.cumsum(relevant)
+    denominator = total_relevant if total_relevant is not None else int(relevant.sum())
+    if denominator == 0:
+        return 0.0
+    precision = hits / np.arange(1, len(relevant) + 1)
+    return float((precision * relevant).sum() / denominator)
