@@ -25,7 +25,7 @@ from .concepts import (
     image_text_vector,
 )
 from .encode import Encoder, hamming, radius_bits
-from .errors import BadParameter, KeyNotIndexed
+from .errors import BadParameter, KeyNotIndexed, ObjectNotFound
 from .index import ImageIndex
 from .live import Live, LiveSet
 from .maintain import MAX_BASE
@@ -50,6 +50,7 @@ GRAPH_FILTER_FRACTION = 0.05  # a prefix matching at least this share of a graph
 HYBRID_GRAPHS = ("floats", "codes")  # what hybrid searches on a segment with an HNSW graph
 PREFIX_CACHE = 8  # filter masks (prefix and/or tag) kept per segment (one byte per row each)
 COLLAPSE_OVERSAMPLE = 3  # collapse=true ranks this many times the page's reach, then drops near-copies
+MANIFEST_READS = 3  # a refresh re-reads the manifest when a segment it lists was retired meanwhile
 EXPAND_ALPHA = 3.0  # α-query expansion: a hit's weight is its score to this power (docs/BENCHMARKS.md)
 TEXT_CANDIDATES = 3000  # words alone: images along the words' direction re-ranked by their concepts (TEXT-SEARCH.md)
 PREFIX_VIEWS = 2  # vectors of a selective filter's rows kept per segment (≤ 2 × 5% × 512 B ≈ 51 B a row)
@@ -157,16 +158,19 @@ class Searcher:
                 if self.manifest is None:
                     self.manifest = self.index.manifest()  # raises IndexNotFound
                 return False
-            data, etag = fresh
-            manifest = Manifest.from_bytes(data)
-            segments = []
-            for info in manifest.segments:
-                if info.name not in self._cache:
-                    self._cache[info.name] = self.index.read_segment(
-                        info.name, expansion_search=graph_expansion(info.count, self.expansion_search)
-                    )
-                    self.segments_loaded += 1
-                segments.append(self._cache[info.name])
+            for attempt in range(MANIFEST_READS):
+                data, etag = fresh
+                manifest = Manifest.from_bytes(data)
+                try:
+                    segments = self._load(manifest)
+                    break
+                except ObjectNotFound:
+                    # A compaction committed and retired a segment between our manifest read and its
+                    # segments' (a local or EFS store moves retired files out at once): read it again.
+                    again = self.index.store.read_manifest()
+                    if attempt == MANIFEST_READS - 1 or again is None or again[1] == etag:
+                        raise
+                    fresh = again
             for name in set(self._cache) - {s.name for s in manifest.segments}:
                 del self._cache[name]
                 self._prefixes.pop(name, None)
@@ -180,6 +184,18 @@ class Searcher:
             self._buckets = sorted({b for live in self.live.segments for b in live.segment.table.buckets})
             self.manifest, self._etag = manifest, etag
             return True
+
+    def _load(self, manifest: Manifest) -> list[Segment]:
+        """The manifest's segments, each read once and then kept (ObjectNotFound if one is gone)."""
+        segments = []
+        for info in manifest.segments:
+            if info.name not in self._cache:
+                self._cache[info.name] = self.index.read_segment(
+                    info.name, expansion_search=graph_expansion(info.count, self.expansion_search)
+                )
+                self.segments_loaded += 1
+            segments.append(self._cache[info.name])
+        return segments
 
     def live_refs(self) -> dict[str, ObjectRef]:
         """The live entry of every indexed key (for a single-bucket index such as a local folder)."""

@@ -369,3 +369,28 @@ def test_a_direction_query_ignores_the_fitted_encoders_mean(filled) -> None:
     mean = index.encoder(index.manifest().encoder).mean
     hits = searcher.search_direction(vectors[9] - mean, k=3, metric="cosine")[0]
     assert hits[0].key == keys[9] and hits[0].score == pytest.approx(1.0, abs=2e-3)
+
+
+def test_a_refresh_that_meets_a_segment_retired_by_a_compaction_reads_the_manifest_again(
+    index: ImageIndex, unit_vectors: Vectors
+) -> None:
+    """A local (or EFS) store moves retired segments out at once: a reader that read the manifest just
+    before a compaction committed finds a listed segment gone, and must take the newer manifest."""
+    vectors = unit_vectors(60)
+    for part in range(3):
+        index.append([ref(f"k{i}") for i in range(part * 20, (part + 1) * 20)], vectors[part * 20 : (part + 1) * 20])
+    stale = index.store.read_manifest()
+    assert stale is not None
+    index.compact()  # commits one segment and retires the three
+    real = index.store.read_manifest
+    reads: list[str | None] = []
+
+    def first_stale(if_none_match: str | None = None) -> tuple[bytes, str] | None:
+        reads.append(if_none_match)
+        return stale if len(reads) == 1 else real(if_none_match=if_none_match)
+
+    index.store.read_manifest = first_stale  # type: ignore[method-assign]
+    searcher = Searcher(index)
+    assert searcher.refresh(force=True)
+    assert searcher.count == 60 and len(searcher.manifest.segments) == 1  # type: ignore[union-attr]
+    assert len(reads) == 2  # the stale manifest, then the one the compaction wrote
