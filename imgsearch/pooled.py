@@ -7,6 +7,7 @@ they cost one exhaustive search over their rows together (rows map back to their
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ import numpy as np
 from .keytable import KeyTable
 from .segment import Segment
 
-POOL_ROWS = 10_000  # exhaustively searched segments up to this size are pooled (one copy: ≤ 5.4 MB each)
+POOL_ROWS = 10_000  # exhaustively searched segments up to this size are pooled (one float32 copy)
 
 
 @dataclass(frozen=True, eq=False)
@@ -27,7 +28,7 @@ class Pooled:
     positions: np.ndarray  # int64 per row: its member's position
     rows: np.ndarray  # int64 per row: its row within its member
 
-    @property
+    @functools.cached_property
     def key(self) -> tuple[tuple[int, str], ...]:
         return tuple((pos, s.name) for pos, s in self.members)
 
@@ -48,7 +49,7 @@ def pool(members: Sequence[tuple[int, Segment]]) -> Pooled:
             name="pooled:" + ",".join(s.name for s in segments),
             encoder=segments[0].encoder,
             table=KeyTable.empty(),
-            floats=np.concatenate([s.floats for s in segments]),
+            floats=np.concatenate([s.floats for s in segments]).astype(np.float32),  # searched by one BLAS product
             codes=np.concatenate([s.codes for s in segments]),
         ),
         positions=np.repeat(np.array([pos for pos, _ in members], dtype=np.int64), sizes),

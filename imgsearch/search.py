@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import heap
 from .concepts import (
     TEXT_WEIGHTS,
     ConceptHead,
@@ -130,6 +131,7 @@ class Searcher:
         self.oversample = oversample
         self.pooling = pooling  # small exhaustive segments searched as one (pooled.py)
         self._pooled: dict[str, Pooled] = {}  # encoder version → the pool of its small segments
+        self._loaded_bytes = 0  # bytes of the segments the last refresh read (heap.trim after a large one)
         self._cache: dict[str, Segment] = {}
         self.live = LiveSet()
         self._prefixes: dict[str, dict[Filter, np.ndarray]] = {}  # segment name → filter → row mask
@@ -183,13 +185,17 @@ class Searcher:
                 self.live.rebuild(segments)
             self._buckets = sorted({b for live in self.live.segments for b in live.segment.table.buckets})
             self.manifest, self._etag = manifest, etag
+            if self._loaded_bytes >= heap.TRIM_AFTER_BYTES:  # the scratch of a large load back to the OS
+                heap.trim()
             return True
 
     def _load(self, manifest: Manifest) -> list[Segment]:
         """The manifest's segments, each read once and then kept (ObjectNotFound if one is gone)."""
         segments = []
+        self._loaded_bytes = 0
         for info in manifest.segments:
             if info.name not in self._cache:
+                self._loaded_bytes += info.bytes
                 self._cache[info.name] = self.index.read_segment(
                     info.name, expansion_search=graph_expansion(info.count, self.expansion_search)
                 )
@@ -220,7 +226,7 @@ class Searcher:
         for live in self.live.segments:
             s = live.segment
             total += (0 if s.floats is None else s.floats.nbytes) + s.codes.nbytes + live.alive.nbytes
-            total += s.table.nbytes + s.dead.nbytes
+            total += s.table.nbytes + s.dead.nbytes + (0 if s.float_slots is None else s.float_slots.nbytes)
             for graph in (s.float_index, s.code_index):
                 if graph is not None:
                     total += int(graph.serialized_length)
@@ -629,7 +635,8 @@ class Searcher:
         jobs: list[Callable[[], Found]] = []
         for group in self._pools(todo):
             jobs.append(functools.partial(pooled, group))
-            todo = [(pos, live) for pos, live in todo if (pos, live.segment.name) not in group.key]
+            members = set(group.key)
+            todo = [(pos, live) for pos, live in todo if (pos, live.segment.name) not in members]
         jobs += [functools.partial(one, item) for item in todo]
         # Several graph segments (large bases): searched side by side on every core (USearch releases the GIL).
         parallel = sum(live.segment.has_hnsw for _, live in todo) >= 2
@@ -733,7 +740,9 @@ class Searcher:
             return rows, 1.0 - distances / (segment.codes.shape[1] * 8)
         if not graph:
             pool = max(pool, int(np.ceil(n * POOL_FRACTION)))  # a scan costs the same: take more
-            if (pool + dead) * FULL_RERANK >= n:  # re-ranking most rows: rank them all by cosine at once
+            # re-ranking most rows, or float32 rows (a pool): rank them all by cosine at once, which one
+            # BLAS product does faster than a Hamming scan and a re-rank
+            if (pool + dead) * FULL_RERANK >= n or (segment.floats is not None and segment.floats.dtype == np.float32):
                 return segment.search_floats(floats, min(want + dead, n), exact=True)
         rows, _ = segment.search_codes(codes, min(pool + dead, n), exact=exact)
         scores = np.full(rows.shape, -np.inf, dtype=np.float32)

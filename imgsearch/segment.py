@@ -31,6 +31,7 @@ import numpy as np
 from usearch.index import Index
 from usearch.index import search as exact_search
 
+from . import graphrows
 from .concepts import TopConcepts
 from .encode import Encoder
 from .keytable import SEQUENCER_WIDTH, KeyTable, normalise_sequencer, object_id
@@ -97,6 +98,8 @@ class Segment:
     raw: np.ndarray | None = None  # (n, dim_in) float16; not loaded on the query path
     mapped: MappedNpz | None = None  # the memory map the arrays live in (from_file), else None
     concepts: TopConcepts | None = None  # each row's top classes (all-zero scores: none); None: not stored
+    float_slots: np.ndarray | None = None  # row → slot of the saved int8 graph (graphrows.py), if stored
+    float_rows: np.ndarray | None = None  # that graph's vectors in slot order (a view of its saved bytes)
 
     @property
     def ids(self) -> np.ndarray:
@@ -215,6 +218,8 @@ class Segment:
         rows = np.asarray(rows, dtype=np.int64)
         if self.floats is not None:
             return self.floats[rows].astype(np.float32)
+        if self.float_rows is not None and self.float_slots is not None:  # a gather, no key lookups
+            return _unit(self.float_rows[self.float_slots[rows]].astype(np.float32))
         assert self.float_index is not None and self.rotation is not None  # floats is None only then
         found = [v for v in self.float_index._compiled.get_many(rows.astype(np.uint64), self.float_index.dtype) if v is not None]
         if len(found) != len(rows):
@@ -274,6 +279,8 @@ class Segment:
         # (self.cosine rotates by itself). USearch's exact kernel reads f16 rows directly (5x numpy).
         searched = queries if self.rotation is None else queries @ self.rotation
         floats = self._floats()
+        if floats.dtype == np.float32:  # a pool of small segments (pooled.py): one BLAS product, no threads
+            return _best(searched @ floats.T, count)
         kind = np.float16 if floats.dtype == np.float16 else np.float32  # a native dtype (not "<f2")
         found = exact_search(floats, searched.astype(kind), count, "cos", exact=True)
         rows, _ = _matches(found, count)
@@ -308,6 +315,9 @@ class Segment:
             arrays["concept_ids"], arrays["concept_scores"] = self.concepts.ids, self.concepts.scores
         if self.float_index is not None:
             arrays["float_index"] = np.frombuffer(self.float_index.save() or b"", dtype=np.uint8)
+            slots = graphrows.slots(self.float_index, arrays["float_index"].data) if self.rotation is not None else None
+            if slots is not None:
+                arrays["float_slots"] = slots
         if self.code_index is not None:
             arrays["code_index"] = np.frombuffer(self.code_index.save() or b"", dtype=np.uint8)
         buffer = io.BytesIO()
@@ -367,9 +377,16 @@ class Segment:
         )
         tuning: dict[str, Any] = {"expansion_search": expansion_search} if expansion_search else {}
         if "float_index" in npz.files:
-            segment.float_index = Index.restore(graphs("float_index"), view=view, **tuning)
-        if "code_index" in npz.files:
-            segment.code_index = Index.restore(graphs("code_index"), view=view, **tuning)
+            graph = graphs("float_index")
+            slots = npz["float_slots"] if view and "float_slots" in npz.files else None
+            width = None if segment.rotation is None else segment.rotation.shape[0]
+            rows = None if slots is None or width is None else graphrows.matrix(graph, len(slots), width)
+            # with the slot map, rows are read from the saved bytes and the key lookup table is not built
+            segment.float_index = Index.restore(graph, view=view, enable_key_lookups=rows is None, **tuning)
+            if rows is not None:
+                segment.float_slots, segment.float_rows = slots, rows
+        if "code_index" in npz.files:  # searched only, never read by key
+            segment.code_index = Index.restore(graphs("code_index"), view=view, enable_key_lookups=False, **tuning)
         return segment
 
     @staticmethod
@@ -420,6 +437,14 @@ def query_object(name: str) -> str:
 
 def raw_object(name: str) -> str:
     return f"segments/{name}/raw.npy"
+
+
+def _best(sims: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, similarities) of each query's `count` highest, best first, ties broken by row."""
+    top = np.argpartition(-sims, count - 1, axis=1)[:, :count] if count < sims.shape[1] else np.argsort(-sims, axis=1)
+    got = np.take_along_axis(sims, top, axis=1)
+    order = np.lexsort((top, -got), axis=1)
+    return np.take_along_axis(top, order, axis=1).astype(np.int64), np.take_along_axis(got, order, axis=1)
 
 
 def random_rotation(dims: int, seed: int | None = None) -> np.ndarray:

@@ -167,6 +167,7 @@ def bytes_by_part(searcher: Searcher) -> dict[str, float]:
             "float graph (int8 vectors + links)" if s.rotation is not None else "float graph (f16)": (
                 0 if s.float_index is None else int(s.float_index.serialized_length)
             ),
+            "float graph slot map (row → slot, graphrows.py)": 0 if s.float_slots is None else s.float_slots.nbytes,
             "float16 vectors (segments without a graph)": 0 if s.floats is None else s.floats.nbytes,
             "codes": s.codes.nbytes,
             "tombstones": s.dead.nbytes,
@@ -264,7 +265,8 @@ def reader(index: ImageIndex, work: Path, data: Data, queries: np.ndarray, args:
         read = Searcher(ImageIndex(WholeStore(work / "index")))
         read.refresh(force=True)
     say("cold_load_read_whole_seconds", round(whole.seconds, 2))
-    say("query_path_bytes_per_image_rss_read_whole", round(whole.mb * 2**20 / read.count, 1))
+    say("query_path_bytes_per_image_rss_read_whole", round(whole.mb * 2**20 / read.count, 1))  # peak while loading
+    say("query_path_bytes_per_image_rss_read_whole_resident", round((status_kb("VmRSS") - whole.before) * 1024 / read.count, 1))
     del read
     with Peak() as load:
         searcher = Searcher(ImageIndex(LocalStore(work / "index")))

@@ -75,3 +75,27 @@ def test_only_small_exhaustive_segments_of_one_encoder_are_pooled(many_small) ->
     other.encoder = "another-version"
     with pytest.raises(ValueError, match="one encoder version"):
         pool([(0, segments[0]), (3, other)])
+
+
+def test_a_refresh_that_loads_much_gives_freed_heap_back_and_a_small_one_does_not(many_small, monkeypatch) -> None:
+    from imgsearch import heap
+
+    index, vectors = many_small
+    calls: list[int] = []
+    monkeypatch.setattr(heap, "trim", lambda: calls.append(1) or True)
+    total = sum(info.bytes for info in index.manifest().segments)
+    monkeypatch.setattr(heap, "TRIM_AFTER_BYTES", total)  # the first load reads exactly this much
+    searcher = Searcher(index)
+    searcher.refresh(force=True)
+    assert calls == [1]
+    index.append([ObjectRef(bucket="b", key="new/0001.jpg", sequencer="fff")], vectors[:1])
+    assert searcher.refresh(force=True)  # one small segment: below the threshold
+    assert calls == [1]
+
+
+def test_heap_trim_returns_freed_memory_on_glibc() -> None:
+    import platform
+
+    from imgsearch import heap
+
+    assert heap.trim() is (platform.libc_ver()[0] == "glibc")

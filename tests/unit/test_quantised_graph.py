@@ -135,3 +135,61 @@ def test_a_compressed_query_object_is_still_read(tmp_path: Path) -> None:
     loaded = Segment.from_bytes(out.getvalue())
     rows, _ = loaded.search_floats(floats[:3], 5)
     assert (rows[:, 0] == np.arange(3)).all() and loaded.refs == built.refs
+
+
+def _without(data: bytes, member: str) -> bytes:
+    """The query object with one member left out (as a segment written before that member existed)."""
+    import io
+    import zipfile
+
+    plain = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as kept:
+        for name in plain.namelist():
+            if name != f"{member}.npy":
+                kept.writestr(name, plain.read(name))
+    return out.getvalue()
+
+
+def test_an_int8_graph_built_on_threads_reads_rows_by_its_slot_map_without_key_lookups(tmp_path: Path) -> None:
+    encoder = lsh(dim_in=DIM, bits=64)
+    raw = clustered(3000, seed=4)
+    refs = [ObjectRef(bucket="b", key=f"{i:05d}.jpg", sequencer="1") for i in range(len(raw))]
+    built = Segment.build(refs=refs, raw=raw, encoder=encoder, hnsw_min=100, threads=2)
+    assert built.float_index is not None
+    rows = np.arange(len(raw))
+    truth = built.vectors(rows)  # through USearch's key lookups (the graph as built)
+    data = built.to_bytes()
+    path = tmp_path / "query.npz"
+    path.write_bytes(data)
+    for loaded in (Segment.from_bytes(data), Segment.from_file(path)):
+        assert loaded.float_slots is not None and loaded.float_rows is not None
+        assert sorted(loaded.float_slots.tolist()) == rows.tolist()  # a permutation of the slots
+        assert not np.array_equal(loaded.float_slots, rows)  # threads put rows out of order: the map matters
+        stored = np.stack([built.float_index.get(int(r)) for r in rows[:50]])  # int8, by key
+        assert np.array_equal(loaded.float_rows[loaded.float_slots[rows[:50]]], stored)
+        assert np.allclose(loaded.vectors(rows), truth, atol=1e-6)
+        assert loaded.float_index is not None and loaded.float_index.get(0) is None  # no key lookup table
+        found, _ = loaded.search_floats(truth[:5], 1)
+        assert found[:, 0].tolist() == list(range(5))
+
+
+def test_an_int8_segment_written_without_a_slot_map_still_reads_rows_by_key() -> None:
+    built, floats = segment()
+    loaded = Segment.from_bytes(_without(built.to_bytes(), "float_slots"))
+    assert loaded.float_slots is None and loaded.float_rows is None
+    rows = np.array([3, 0, 399])
+    assert np.allclose(loaded.vectors(rows), built.vectors(rows), atol=1e-6)
+    assert (np.sum(loaded.vectors(rows) * floats[rows], axis=1) > 0.995).all()
+
+
+def test_no_slot_map_is_stored_when_the_saved_graph_is_laid_out_otherwise() -> None:
+    from imgsearch import graphrows
+
+    built, _ = segment()
+    assert built.float_index is not None
+    saved = bytearray(built.float_index.save() or b"")
+    assert graphrows.slots(built.float_index, bytes(saved)) is not None
+    saved[0:4] = (ROWS + 1).to_bytes(4, "little")  # not the rows × width header this module reads
+    assert graphrows.slots(built.float_index, bytes(saved)) is None
+    assert graphrows.matrix(bytes(saved), ROWS, built.float_index.ndim) is None
