@@ -16,6 +16,7 @@ import mmap
 import struct
 import zipfile
 from pathlib import Path
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 from numpy.lib import format as npy
@@ -23,15 +24,46 @@ from numpy.lib import format as npy
 LOCAL_HEADER = struct.Struct("<4s5H3I2H")  # a zip local file header (30 bytes)
 
 
+class _Raw(io.RawIOBase):
+    """A seekable, read-only file over a bytes-like object, without copying it (io.BytesIO copies a
+    bytearray)."""
+
+    def __init__(self, data: bytes | bytearray) -> None:
+        self.view, self.at = memoryview(data), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.at
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self.at = max(0, offset + (0, self.at, len(self.view))[whence])
+        return self.at
+
+    def readinto(self, buffer: Any) -> int:
+        part = self.view[self.at : self.at + len(buffer)]
+        memoryview(buffer).cast("B")[: len(part)] = part
+        self.at += len(part)
+        return len(part)
+
+
+def _reader(data: bytes | bytearray) -> BinaryIO:
+    return cast(BinaryIO, io.BufferedReader(_Raw(data)))
+
+
 class MappedNpz:
     """name → array view of a .npz file; `buffer(name)` gives a member's raw bytes (e.g. a graph)."""
 
-    def __init__(self, source: Path | str | bytes) -> None:
-        self.map: mmap.mmap | bytes
+    def __init__(self, source: Path | str | bytes | bytearray) -> None:
+        self.map: mmap.mmap | bytes | bytearray
         path: Path | str
-        if isinstance(source, bytes):
+        if isinstance(source, (bytes, bytearray)):  # read whole (a large S3 object comes as a bytearray)
             self.map, path = source, "<bytes>"
-            archive_source: Path | str | io.BytesIO = io.BytesIO(source)  # shares the bytes (no copy)
+            archive_source: Path | str | BinaryIO = _reader(source)  # reads the bytes in place (no copy)
         else:
             with open(source, "rb") as handle:
                 self.map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)

@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from . import s3read
 from .errors import ConflictError, ObjectNotFound
 
 MANIFEST = "manifest.json"
@@ -186,7 +187,11 @@ class S3Store(Store):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
-        self.client = client or boto3.client("s3", endpoint_url=endpoint_url)
+        from botocore.config import Config
+
+        # a connection for each ranged GET in flight (s3read.READ_THREADS), beside botocore's default 10
+        pool = Config(max_pool_connections=max(10, s3read.READ_THREADS))
+        self.client = client or boto3.client("s3", endpoint_url=endpoint_url, config=pool)
 
     def object_key(self, name: str) -> str:
         """The S3 key of a store object (to presign it)."""
@@ -196,9 +201,9 @@ class S3Store(Store):
         return f"{self.prefix}/{name}" if self.prefix else name
 
     def read(self, name: str) -> bytes:
+        """The object's bytes; a large one by parallel ranged GETs (s3read.py)."""
         try:
-            body: bytes = self.client.get_object(Bucket=self.bucket, Key=self._key(name))["Body"].read()
-            return body
+            return s3read.read_object(self.client, self.bucket, self._key(name))
         except self.client.exceptions.NoSuchKey:
             raise ObjectNotFound(f"{name} is missing from {self.uri}") from None
 

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import boto3
+import numpy as np
 import pytest
 
 from imgsearch.errors import ConflictError, ObjectNotFound
@@ -201,3 +202,79 @@ def test_a_directory_store_takes_its_grace_period_from_the_environment(tmp_path,
     store = open_store(tmp_path / "index")
     assert isinstance(store, LocalStore)
     assert store.grace_seconds == 120.0
+
+
+# --- large objects: parallel ranged GETs (s3read.py) --------------------------------------------------
+
+
+class CountingClient:
+    """An S3 client that records each GetObject's Range (and can replace the object after the first)."""
+
+    def __init__(self, client, replace_with: bytes | None = None) -> None:
+        self.client, self.ranges, self.replace_with = client, [], replace_with
+        self.exceptions = client.exceptions
+
+    def get_object(self, **kwargs):
+        self.ranges.append(kwargs.get("Range"))
+        answer = self.client.get_object(**kwargs)
+        if self.replace_with is not None and len(self.ranges) == 1:
+            self.client.put_object(Bucket=kwargs["Bucket"], Key=kwargs["Key"], Body=self.replace_with)
+        return answer
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, 4097, 3 * 4096 + 5])
+def test_an_object_larger_than_a_part_is_read_by_ranged_gets_into_the_same_bytes(
+    s3_bucket: str, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    from imgsearch import s3read
+
+    monkeypatch.setattr(s3read, "PART_BYTES", 4096)
+    client = CountingClient(boto3.client("s3", endpoint_url=moto_endpoint))
+    store = S3Store(s3_bucket, PREFIX, client=client)
+    data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
+    store.write("segments/big/query.npz", data)
+    assert bytes(store.read("segments/big/query.npz")) == data
+    assert len(client.ranges) == max(1, -(-size // 4096)) + (size == 0)  # an empty object: one plain GET more
+    assert client.ranges[0] == "bytes=0-4095"
+
+
+def test_an_object_replaced_while_its_parts_are_read_fails_instead_of_mixing_two(
+    s3_bucket: str, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import ClientError
+
+    from imgsearch import s3read
+
+    monkeypatch.setattr(s3read, "PART_BYTES", 1024)
+    client = CountingClient(boto3.client("s3", endpoint_url=moto_endpoint), replace_with=b"y" * 5000)
+    store = S3Store(s3_bucket, PREFIX, client=client)
+    store.write("segments/big/query.npz", b"x" * 5000)
+    with pytest.raises(ClientError) as raised:
+        store.read("segments/big/query.npz")
+    assert raised.value.response["Error"]["Code"] == "PreconditionFailed"
+
+
+def test_a_segment_read_whole_from_s3_in_parts_loads_and_searches(
+    s3_bucket: str, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imgsearch import s3read
+    from imgsearch.encode import lsh
+    from imgsearch.segment import ObjectRef, Segment
+
+    monkeypatch.setattr(s3read, "PART_BYTES", 32 * 1024)
+    rng = np.random.default_rng(1)
+    raw = rng.standard_normal((600, 64)).astype(np.float32)
+    raw /= np.linalg.norm(raw, axis=1, keepdims=True)
+    refs = [ObjectRef(bucket="b", key=f"{i:04d}.jpg", sequencer="1") for i in range(600)]
+    built = Segment.build(refs=refs, raw=raw, encoder=lsh(dim_in=64, bits=64), hnsw_min=100)
+    data = built.to_bytes()
+    assert len(data) > 4 * 32 * 1024  # several parts
+    store = S3Store(s3_bucket, PREFIX, endpoint_url=moto_endpoint)
+    store.write("segments/s/query.npz", data)
+    loaded = Segment.from_bytes(store.read("segments/s/query.npz"))
+    assert loaded.refs == built.refs and loaded.float_slots is not None
+    rows, _ = loaded.search_floats(built.vectors(np.arange(5)), 1)
+    assert rows[:, 0].tolist() == list(range(5))
