@@ -279,8 +279,8 @@ class Segment:
         # (self.cosine rotates by itself). USearch's exact kernel reads f16 rows directly (5x numpy).
         searched = queries if self.rotation is None else queries @ self.rotation
         floats = self._floats()
-        if floats.dtype == np.float32:  # a pool of small segments (pooled.py): one BLAS product, no threads
-            return _best(searched @ floats.T, count)
+        if floats.dtype == np.float32:  # a pool of small segments (pooled.py): every row, one pass
+            return _best(np.stack([_dot(floats, q) for q in searched.astype(np.float32)]), count)
         kind = np.float16 if floats.dtype == np.float16 else np.float32  # a native dtype (not "<f2")
         found = exact_search(floats, searched.astype(kind), count, "cos", exact=True)
         rows, _ = _matches(found, count)
@@ -294,7 +294,7 @@ class Segment:
     def cosine(self, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
         """Float cosines of some rows with one query (unit length), in whichever space the rows are kept."""
         query = query.astype(np.float32)
-        return self._rotated(rows) @ (query if self.rotation is None else query @ self.rotation)
+        return _dot(self._rotated(rows), query if self.rotation is None else query @ self.rotation)
 
     # --- storage ----------------------------------------------------------------------------------
 
@@ -437,6 +437,13 @@ def query_object(name: str) -> str:
 
 def raw_object(name: str) -> str:
     return f"segments/{name}/raw.npy"
+
+
+def _dot(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """rows · query without BLAS: segments are searched on threads beside USearch's graph searches, and
+    OpenBLAS's own threads spin for the cores they need (a pool's 6,500 × 256 product took 8.9 ms beside
+    a graph search instead of 0.06 ms alone; einsum's single-threaded loop takes 0.25 ms either way)."""
+    return np.einsum("ij,j->i", rows, query)
 
 
 def _best(sims: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
