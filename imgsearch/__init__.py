@@ -1,11 +1,9 @@
 """imgsearch: content-based image retrieval on S3 (or a folder) with CNN embeddings and USearch.
 
 The core package imports no AWS SDK at module level: S3 is used only when an s3:// index is opened.
+Importing it (or imgsearch.settings) loads neither onnxruntime nor usearch; the modules that import usearch
+load onnxruntime first (imgsearch/_onnx_first.py: the other order segfaults).
 """
-
-# onnxruntime must be loaded before usearch: the other order segfaults in the process (usearch 2.26.6
-# with onnxruntime 1.32 on Linux x86_64; tests/unit/test_imports.py guards it).
-import onnxruntime  # noqa: F401  # isort: skip
 
 from .errors import (
     BadParameter,

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+import imgsearch._onnx_first  # noqa: F401  # isort: skip  # onnxruntime before usearch (it segfaults otherwise)
 from usearch.index import Index
 from usearch.index import search as exact_search
 

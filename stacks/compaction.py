@@ -12,7 +12,6 @@ from aws_cdk import aws_events_targets as targets
 from constructs import Construct
 
 from .functions import Assets, python_function
-from .ingest import grant_index_access
 from .storage import Storage
 from .wiring import COMPACT, COMPACT_INVOKE_MAX_EVENT_AGE_SECONDS, compact_environment
 
@@ -43,7 +42,7 @@ class Compaction(Construct):
             reserved_concurrency=1,
             description="imgsearch compaction: fold segments and tombstones into one base segment",
         )
-        grant_index_access(self.function, storage, write=True, tag=True)
+        storage.grant_index_access(self.function, write=True, tag=True)
         # Asynchronous invokes (the schedule, the ingest function's threshold trigger): an invoke that
         # arrives while a compaction runs is throttled (reserved concurrency 1) and retried by Lambda's
         # queue; drop it after a minute instead of letting duplicates pile up, and do not retry a

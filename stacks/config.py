@@ -1,4 +1,9 @@
-"""Deployment settings from CDK context (cdk.json or `-c key=value`), checked with clear messages."""
+"""Deployment settings from CDK context (cdk.json or `-c key=value`), checked with clear messages.
+
+A context key that sets a function's setting (presignSeconds → PRESIGN_SECONDS, ...) takes its default and
+allowed values from that setting's one definition (imgsearch.settings, the `context` of each); the others
+(memory, timeouts, throttling, the images bucket...) are the stack's own and are defined here.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from imgsearch import settings
+from imgsearch.settings import Choice, Int, Items, Setting
+
 ROOT = Path(__file__).resolve().parent.parent
 ARCHITECTURES = ("arm64", "x86_64")
 INDEX_STORES = ("s3", "efs")  # the index on an S3 bucket, or on EFS mounted by the functions
-INDEX_BACKENDS = ("segments", "s3vectors")  # our segments (on indexStore), or an Amazon S3 Vectors index
-METRICS = ("hybrid", "cosine", "hamming")
+INDEX_BACKENDS = settings.INDEX_BACKEND.choices  # our segments (on indexStore), or an Amazon S3 Vectors index
 MAX_WATCH_FILTERS = 50  # watched prefix x suffix combinations: two S3 notification entries each
 
 
@@ -28,7 +35,7 @@ class StageConfig:
     stage: str = "dev"
     architecture: str = "arm64"
     indexStore: str = "s3"
-    indexBackend: str = "segments"  # s3vectors: an S3 Vectors index instead (no index bucket, no compaction)
+    indexBackend: str = settings.INDEX_BACKEND.default  # s3vectors: an S3 Vectors index instead (no index bucket, no compaction)
     vectorDimension: int = 1280  # of the S3 Vectors index: the model's embedding size (1280: EfficientNet-Lite0)
     ingestMemoryMb: int = 3008
     queryMemoryMb: int = 3008
@@ -36,13 +43,13 @@ class StageConfig:
     ingestTimeoutSeconds: int = 120
     queryTimeoutSeconds: int = 29
     compactTimeoutSeconds: int = 900
-    codeBits: int = 256
-    defaultMetric: str = "hybrid"
-    presignSeconds: int = 900
+    codeBits: int = settings.CODE_BITS.default
+    defaultMetric: str = settings.DEFAULT_METRIC.default
+    presignSeconds: int = settings.PRESIGN_SECONDS.default
     throttleRateLimit: int = 20
     throttleBurstLimit: int = 40
     quotaPerDay: int = 100_000
-    corsOrigins: tuple[str, ...] = ()
+    corsOrigins: tuple[str, ...] = settings.CORS_ORIGINS.default
     imagesBucket: str = ""  # an existing bucket to index (imported, never changed); "" creates one
     imagesBucketKmsKeyArn: str = ""  # the customer KMS key of imagesBucket's objects (SSE-KMS), if any
     watchPrefixes: tuple[str, ...] = ()  # key prefixes indexed (and readable); () = the whole bucket
@@ -56,7 +63,7 @@ class StageConfig:
     imagesVersioned: bool = False
     retiredGraceDays: int = 1
     compactSchedule: str = "rate(15 minutes)"
-    compactAfterSegments: int = 32  # 0: on the schedule only (stacks.wiring.DEFAULT_COMPACT_AFTER_SEGMENTS)
+    compactAfterSegments: int = settings.COMPACT_AFTER_SEGMENTS.default  # 0: on the schedule only
     alarmEmail: str = ""
     assetsDir: str = ""  # default: layers/build/<architecture> (made by `make layers`)
 
@@ -75,7 +82,7 @@ class StageConfig:
         return Path(self.assetsDir) if self.assetsDir else ROOT / "layers" / "build" / self.architecture
 
 
-def _int(name: str, low: int, high: int) -> Callable[[Any], int]:
+def _int(name: str, low: int, high: int, *, multiple_of: int = 1) -> Callable[[Any], int]:
     def check(value: Any) -> int:
         try:
             number = int(value)
@@ -85,6 +92,8 @@ def _int(name: str, low: int, high: int) -> Callable[[Any], int]:
             raise ContextError(f"context {name}={value!r} is not a whole number ({low}..{high})")
         if not low <= number <= high:
             raise ContextError(f"context {name}={number} is out of range (allowed: {low}..{high})")
+        if number % multiple_of:
+            raise ContextError(f"context {name}={number} must be a multiple of {multiple_of}")
         return number
 
     return check
@@ -119,19 +128,29 @@ def _bool(name: str) -> Callable[[Any], bool]:
     return check
 
 
-def _origins(value: Any) -> tuple[str, ...]:
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, (list, tuple)):
-        raise ContextError(
-            f"context corsOrigins={value!r} must be a list of origins or a comma-separated string"
-        )
-    origins = tuple(str(o).strip() for o in items if str(o).strip())
-    for origin in origins:
-        if origin != "*" and not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d+)?", origin):
-            raise ContextError(
-                f"context corsOrigins has {origin!r}: use origins like https://example.com (or *)"
-            )
-    return origins
+def _items(name: str, setting: Items) -> Callable[[Any], tuple[str, ...]]:
+    def check(value: Any) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise ContextError(f"context {name}={value!r} must be a list or a comma-separated string")
+        found = tuple(str(i).strip() for i in items if str(i).strip())
+        bad = setting.bad_item(found)
+        if bad is not None:
+            raise ContextError(f"context {name} has {bad!r}" + (f": {setting.hint}" if setting.hint else ""))
+        return found
+
+    return check
+
+
+def _setting(name: str, setting: Setting[Any]) -> Callable[[Any], Any]:
+    """The context check of a function's setting: the allowed values of its definition."""
+    if isinstance(setting, Int):
+        return _int(name, setting.low, setting.high, multiple_of=setting.multiple_of)
+    if isinstance(setting, Choice):
+        return _choice(name, setting.choices)
+    if isinstance(setting, Items):
+        return _items(name, setting)
+    raise TypeError(f"no context check for {type(setting).__name__} settings ({name} → {setting.env})")
 
 
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -214,7 +233,6 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     ),
     "architecture": _choice("architecture", ARCHITECTURES),
     "indexStore": _choice("indexStore", INDEX_STORES),
-    "indexBackend": _choice("indexBackend", INDEX_BACKENDS),
     "vectorDimension": _int("vectorDimension", 1, 4096),
     "ingestMemoryMb": _int("ingestMemoryMb", 1024, 10240),
     "queryMemoryMb": _int("queryMemoryMb", 1024, 10240),
@@ -222,13 +240,9 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "ingestTimeoutSeconds": _int("ingestTimeoutSeconds", 10, 900),
     "queryTimeoutSeconds": _int("queryTimeoutSeconds", 3, 29),
     "compactTimeoutSeconds": _int("compactTimeoutSeconds", 60, 900),
-    "codeBits": _int("codeBits", 64, 1024),
-    "defaultMetric": _choice("defaultMetric", METRICS),
-    "presignSeconds": _int("presignSeconds", 60, 7 * 24 * 3600),
     "throttleRateLimit": _int("throttleRateLimit", 1, 10_000),
     "throttleBurstLimit": _int("throttleBurstLimit", 1, 5_000),
     "quotaPerDay": _int("quotaPerDay", 1, 100_000_000),
-    "corsOrigins": _origins,
     "imagesBucket": _bucket,
     "imagesBucketKmsKeyArn": _text(
         "imagesBucketKmsKeyArn",
@@ -248,9 +262,10 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "compactSchedule": _text(
         "compactSchedule", r"(rate|cron)\(.+\)", "an EventBridge expression such as rate(15 minutes)"
     ),
-    "compactAfterSegments": _int("compactAfterSegments", 0, 10_000),
     "alarmEmail": _text("alarmEmail", r"(|[^@\s]+@[^@\s]+\.[^@\s]+)", "an e-mail address (or empty)"),
     "assetsDir": _text("assetsDir", r".*", "a folder"),
+    # the functions' settings the stage sets: checked as their one definition says (imgsearch.settings)
+    **{key: _setting(key, setting) for key, setting in settings.stage_settings().items()},
 }
 
 
@@ -319,8 +334,6 @@ def from_context(get: Callable[[str], Any], *, check_assets: bool = True) -> Sta
         raise ContextError(
             f"context batchSize={config.batchSize} needs batchWindowSeconds >= 1 (SQS allows > 10 only with a window)"
         )
-    if config.codeBits % 8:
-        raise ContextError(f"context codeBits={config.codeBits} must be a multiple of 8")
     if config.throttleBurstLimit < config.throttleRateLimit:
         raise ContextError("context throttleBurstLimit must be at least throttleRateLimit")
     _check_images(config)

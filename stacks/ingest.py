@@ -7,7 +7,7 @@ own and, on delete, removes only these.
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
@@ -21,7 +21,6 @@ from .nag import suppress
 from .storage import Storage
 from .wiring import (
     DEAD_LETTER_RETENTION_DAYS,
-    INDEX_PREFIX,
     INGEST,
     NOTIFICATION_EVENTS,
     QUEUE_RETENTION_DAYS,
@@ -111,8 +110,8 @@ class Ingest(Construct):
                 max_concurrency=max_concurrency,
             )
         )
-        grant_image_reads(self.function, storage)
-        grant_index_access(self.function, storage, write=True)
+        storage.grant_image_reads(self.function)
+        storage.grant_index_access(self.function, write=True)
         self._file_system = storage.file_system
 
     def trigger_compaction(self, compaction: lambda_.IFunction, *, after_segments: int) -> None:
@@ -134,76 +133,3 @@ class Ingest(Construct):
         if self._file_system is not None:
             self._file_system.lambda_endpoint(invoke=compaction, callers=self.function)
 
-
-def grant_image_reads(function: iam.IGrantable, storage: Storage) -> None:
-    """Read the watched images (and learn that one is gone). Never write or delete, on any images bucket.
-
-    ListBucket (on the bucket: S3 checks it unconditioned to answer a missing key with 404, not 403)
-    lets the ingest function skip an object deleted since its event instead of retrying it into the DLQ.
-    """
-    patterns = storage.image_object_patterns()
-    function.grant_principal.add_to_principal_policy(
-        iam.PolicyStatement(
-            actions=["s3:GetObject"], resources=[storage.images.arn_for_objects(p) for p in patterns]
-        )
-    )
-    function.grant_principal.add_to_principal_policy(
-        iam.PolicyStatement(actions=["s3:ListBucket"], resources=[storage.images.bucket_arn])
-    )
-    if storage.images_kms_key_arn:  # SSE-KMS objects: decrypt through S3 only, with this one key
-        function.grant_principal.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["kms:Decrypt"],
-                resources=[storage.images_kms_key_arn],
-                conditions={
-                    "StringEquals": {"kms:ViaService": f"s3.{Stack.of(storage).region}.amazonaws.com"}
-                },
-            )
-        )
-    suppress(
-        function,  # type: ignore[arg-type]
-        {
-            "AwsSolutions-IAM5": "Reads any image under the watched prefixes (or the whole images bucket when none "
-            "are set): object keys are chosen by the users who upload them."
-        },
-        applies_to={"AwsSolutions-IAM5": [storage.nag_images_resource(p) for p in patterns]},
-    )
-
-
-def grant_index_access(function: iam.IGrantable, storage: Storage, *, write: bool, tag: bool = False) -> None:
-    """The index prefix only: read; write new objects (segments, manifest by CAS); tag superseded ones.
-
-    On EFS nothing to do here: mounting the access point grants ClientMount/ClientWrite (filesystem.py).
-    On S3 Vectors: the index's vector operations on its ARN (stacks/vectors.py).
-    """
-    if storage.vectors is not None:
-        storage.vectors.grant(function, write=write)
-        return
-    if storage.index is None:
-        return
-    actions = (
-        ["s3:GetObject"]
-        + (["s3:PutObject"] if write else [])
-        + (["s3:PutObjectTagging", "s3:GetObjectTagging"] if tag else [])
-    )
-    function.grant_principal.add_to_principal_policy(
-        iam.PolicyStatement(actions=actions, resources=[storage.index.arn_for_objects(f"{INDEX_PREFIX}/*")])
-    )
-    function.grant_principal.add_to_principal_policy(
-        iam.PolicyStatement(
-            actions=["s3:ListBucket"],
-            resources=[storage.index.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [f"{INDEX_PREFIX}/*"]}},
-        )
-    )
-    suppress(
-        function,  # type: ignore[arg-type]
-        {
-            "AwsSolutions-IAM5": "Segment objects get new random names under the index prefix; access is limited to it."
-        },
-        applies_to={"AwsSolutions-IAM5": [f"Resource::<{_logical(storage.index)}.Arn>/{INDEX_PREFIX}/*"]},
-    )
-
-
-def _logical(bucket: s3.Bucket) -> str:
-    return Stack.of(bucket).get_logical_id(bucket.node.default_child)  # type: ignore[arg-type]

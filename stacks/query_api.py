@@ -8,7 +8,6 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from .functions import Assets, python_function
-from .ingest import grant_image_reads, grant_index_access
 from .nag import suppress
 from .storage import Storage
 from .wiring import (
@@ -64,8 +63,8 @@ class QueryApi(Construct):
             ),
             description="imgsearch query: REST API → embed, search segments, presigned URLs",
         )
-        grant_image_reads(self.function, storage)  # presigned GET URLs are signed with this role
-        grant_index_access(self.function, storage, write=False)
+        storage.grant_image_reads(self.function)  # presigned GET URLs are signed with this role
+        storage.grant_index_access(self.function, write=False)
 
         access_logs = logs.LogGroup(
             self, "AccessLogs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
@@ -143,6 +142,8 @@ class QueryApi(Construct):
         self.api.root.add_resource("health").add_method("GET", integration, request_validator=validator)
         # GET /ping (wiring.ROUTES): public, for load balancers and uptime checks; it tells only up or not.
         self.api.root.add_resource("ping").add_method("GET", integration, api_key_required=False)
+        # GET /openapi.json (wiring.ROUTES): the contract, public (it says what docs/openapi.yaml says).
+        self.api.root.add_resource("openapi.json").add_method("GET", integration, api_key_required=False)
         # The search page (wiring.ROUTES): public like any web page; it asks for the key, which the API checks.
         self.api.root.add_method("GET", integration, api_key_required=False)
 

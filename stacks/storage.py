@@ -3,6 +3,7 @@ S3 Vectors index, context indexBackend=s3vectors), access logs.
 
 The images bucket is created here, or (context imagesBucket) an existing bucket is imported: then the
 stack only adds notification entries to it and read grants on the functions' roles, nothing else.
+What a function may do with the storage is granted here too (`grant_image_reads`, `grant_index_access`).
 """
 
 from __future__ import annotations
@@ -10,15 +11,16 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
+
+from imgsearch.store import RETIRED_TAG  # the tag compaction puts on superseded index objects
 
 from .filesystem import IndexFileSystem
 from .nag import suppress
 from .vectors import VectorIndex
-from .wiring import EFS_MOUNT_PATH, index_uri
-
-RETIRED_TAG = ("imgsearch-retired", "true")  # imgsearch.store.RETIRED_TAG: superseded index objects
+from .wiring import EFS_MOUNT_PATH, INDEX_PREFIX, index_uri
 
 
 class Storage(Construct):
@@ -79,7 +81,7 @@ class Storage(Construct):
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="expire-retired-index-objects",
-                    tag_filters={RETIRED_TAG[0]: RETIRED_TAG[1]},
+                    tag_filters={RETIRED_TAG["Key"]: RETIRED_TAG["Value"]},
                     expiration=Duration.days(retired_grace_days),
                 ),
                 s3.LifecycleRule(
@@ -112,6 +114,74 @@ class Storage(Construct):
             return f"Resource::arn:<AWS::Partition>:s3:::{self.images.bucket_name}/{pattern}"
         bucket = self.images.node.default_child
         return f"Resource::<{Stack.of(self).get_logical_id(bucket)}.Arn>/{pattern}"  # type: ignore[arg-type]
+
+    def grant_image_reads(self, function: iam.IGrantable) -> None:
+        """Read the watched images (and learn that one is gone). Never write or delete, on any images bucket.
+
+        ListBucket (on the bucket: S3 checks it unconditioned to answer a missing key with 404, not 403)
+        lets the ingest function skip an object deleted since its event instead of retrying it into the DLQ.
+        """
+        patterns = self.image_object_patterns()
+        function.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"], resources=[self.images.arn_for_objects(p) for p in patterns]
+            )
+        )
+        function.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[self.images.bucket_arn])
+        )
+        if self.images_kms_key_arn:  # SSE-KMS objects: decrypt through S3 only, with this one key
+            function.grant_principal.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=["kms:Decrypt"],
+                    resources=[self.images_kms_key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"s3.{Stack.of(self).region}.amazonaws.com"}},
+                )
+            )
+        suppress(
+            function,  # type: ignore[arg-type]
+            {
+                "AwsSolutions-IAM5": "Reads any image under the watched prefixes (or the whole images bucket when "
+                "none are set): object keys are chosen by the users who upload them."
+            },
+            applies_to={"AwsSolutions-IAM5": [self.nag_images_resource(p) for p in patterns]},
+        )
+
+    def grant_index_access(self, function: iam.IGrantable, *, write: bool, tag: bool = False) -> None:
+        """The index prefix only: read; write new objects (segments, manifest by CAS); tag superseded ones.
+
+        On EFS nothing to do here: mounting the access point grants ClientMount/ClientWrite (filesystem.py).
+        On S3 Vectors: the index's vector operations on its ARN (stacks/vectors.py).
+        """
+        if self.vectors is not None:
+            self.vectors.grant(function, write=write)
+            return
+        if self.index is None:
+            return
+        actions = (
+            ["s3:GetObject"]
+            + (["s3:PutObject"] if write else [])
+            + (["s3:PutObjectTagging", "s3:GetObjectTagging"] if tag else [])
+        )
+        function.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=actions, resources=[self.index.arn_for_objects(f"{INDEX_PREFIX}/*")])
+        )
+        function.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[self.index.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{INDEX_PREFIX}/*"]}},
+            )
+        )
+        index = Stack.of(self).get_logical_id(self.index.node.default_child)  # type: ignore[arg-type]
+        suppress(
+            function,  # type: ignore[arg-type]
+            {
+                "AwsSolutions-IAM5": "Segment objects get new random names under the index prefix; access is "
+                "limited to it."
+            },
+            applies_to={"AwsSolutions-IAM5": [f"Resource::<{index}.Arn>/{INDEX_PREFIX}/*"]},
+        )
 
     def _private_bucket(self, construct_id: str, **settings: Any) -> s3.Bucket:
         """A bucket with the baseline every bucket here shares: private, encrypted, TLS only, retained."""

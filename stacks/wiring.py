@@ -3,7 +3,8 @@
 Pure Python: no aws_cdk import, so the local stack can use it without the CDK installed. The CDK
 constructs (stacks/storage.py, ingest.py, query_api.py, compaction.py, functions.py) read these
 names, and imgsearch/local/ creates the same bucket notification, queue, redrive policy and function
-environments from them.
+environments from them. Each function's environment is built through its settings' one definition
+(imgsearch.settings): a variable the function does not read, or a value it would refuse, stops synth.
 """
 
 from __future__ import annotations
@@ -11,6 +12,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from imgsearch import settings
+from imgsearch.options import QUERY_PARAMETERS
+from imgsearch.settings import FunctionSettings, Setting, SettingError
 
 # --- storage ----------------------------------------------------------------------------------------
 
@@ -29,9 +35,11 @@ EFS_POSIX_ID = "1001"  # uid and gid the functions act as on the file system (an
 
 # The index on Amazon S3 Vectors (context indexBackend=s3vectors): one vector per object, found by the
 # index ARN. The index is created like imgsearch.s3vectors creates it (S3VectorsBackend.create).
+# Copies of imgsearch.s3vectors' DATA_TYPE, METRIC and NON_FILTERABLE (tests/infra/test_vectors.py holds them
+# equal): that module imports usearch and onnxruntime, which the CDK app does not load.
 VECTOR_DATA_TYPE = "float32"
 VECTOR_DISTANCE_METRIC = "cosine"
-VECTOR_NON_FILTERABLE_KEYS = ("etag", "size", "sequencer", "time", "model")  # imgsearch.s3vectors.NON_FILTERABLE
+VECTOR_NON_FILTERABLE_KEYS = ("etag", "size", "sequencer", "time", "model")
 VECTOR_INGEST_ACTIONS = ("s3vectors:PutVectors", "s3vectors:DeleteVectors", "s3vectors:GetVectors")
 # QueryVectors with a filter or returnMetadata also needs GetVectors (S3 Vectors API reference).
 VECTOR_QUERY_ACTIONS = ("s3vectors:QueryVectors", "s3vectors:GetVectors")
@@ -40,9 +48,18 @@ VECTOR_QUERY_ACTIONS = ("s3vectors:QueryVectors", "s3vectors:GetVectors")
 def backend_environment(*, index_backend: str = "segments", vector_index_arn: str = "") -> dict[str, str]:
     """Which index backend a function talks to: nothing for segments (INDEX_URI says where), else the
     S3 Vectors index ARN (region, account, vector bucket and index name are all in it)."""
-    if index_backend == "segments":
+    return {s.env: s.text(v) for s, v in _backend_values(index_backend, vector_index_arn).items()}
+
+
+def _backend_values(index_backend: str, vector_index_arn: str) -> dict[Setting[Any], Any]:
+    if index_backend == settings.INDEX_BACKEND.default:
         return {}
-    return {"INDEX_BACKEND": index_backend, "VECTOR_INDEX_ARN": vector_index_arn}
+    return {settings.INDEX_BACKEND: index_backend, settings.VECTOR_INDEX_ARN: vector_index_arn}
+
+
+def _index_uri_values(index_uri: str) -> dict[Setting[Any], Any]:
+    """Where the segment index is ("" with an S3 Vectors index: no INDEX_URI)."""
+    return {settings.INDEX_URI: index_uri} if index_uri else {}
 
 
 # --- ingest: S3 → SQS (with a dead-letter queue) → ingest function ---------------------------------
@@ -77,9 +94,9 @@ def watch_filters(prefixes: Sequence[str], suffixes: Sequence[str]) -> list[tupl
     return [(prefix, suffix) for prefix in prefixes or ("",) for suffix in suffixes or ("",)]
 
 
-def watch_environment(*, prefixes: Sequence[str] = (), suffixes: Sequence[str] = ()) -> dict[str, str]:
+def _watch_values(prefixes: Sequence[str], suffixes: Sequence[str]) -> dict[Setting[Any], Any]:
     """Which keys of the images bucket are indexed: comma-separated (context forbids commas in them); empty is all."""
-    return {"WATCH_PREFIXES": ",".join(prefixes), "WATCH_SUFFIXES": ",".join(suffixes)}
+    return {settings.WATCH_PREFIXES: tuple(prefixes), settings.WATCH_SUFFIXES: tuple(suffixes)}
 
 
 # --- functions ---------------------------------------------------------------------------------------
@@ -89,25 +106,23 @@ MODEL_DIR = "/opt/model"  # where the model layer's model/ folder is mounted in 
 
 @dataclass(frozen=True)
 class FunctionSpec:
-    """One function: its handler (dotted path) and whether it needs the model layer."""
+    """One function: its handler (dotted path), whether it needs the model layer, and its settings."""
 
     name: str
     handler: str
     with_model: bool
+    settings: FunctionSettings
 
     @property
     def module(self) -> str:
         return self.handler.rsplit(".", 1)[0]
 
 
-INGEST = FunctionSpec("ingest", "lambdas.ingest.handler.handler", with_model=True)
-QUERY = FunctionSpec("query", "lambdas.query.handler.handler", with_model=True)
-COMPACT = FunctionSpec("compact", "lambdas.compact.handler.handler", with_model=False)
+INGEST = FunctionSpec("ingest", "lambdas.ingest.handler.handler", with_model=True, settings=settings.INGEST)
+QUERY = FunctionSpec("query", "lambdas.query.handler.handler", with_model=True, settings=settings.QUERY)
+COMPACT = FunctionSpec("compact", "lambdas.compact.handler.handler", with_model=False, settings=settings.COMPACT)
 
-COMMON_ENVIRONMENT: Mapping[str, str] = {
-    "POWERTOOLS_SERVICE_NAME": "imgsearch",
-    "POWERTOOLS_METRICS_NAMESPACE": "ImgSearch",
-}
+COMMON_ENVIRONMENT: Mapping[str, str] = {s.env: s.text(s.default) for s in settings.COMMON}
 
 
 def ingest_environment(
@@ -119,23 +134,26 @@ def ingest_environment(
     index_backend: str = "segments",
     vector_index_arn: str = "",
 ) -> dict[str, str]:
-    return {
-        **({"INDEX_URI": index_uri} if index_uri else {}),
-        "CODE_BITS": str(code_bits),
-        **watch_environment(prefixes=watch_prefixes, suffixes=watch_suffixes),
-        **backend_environment(index_backend=index_backend, vector_index_arn=vector_index_arn),
-    }
+    return settings.INGEST.environment(
+        {
+            **_index_uri_values(index_uri),
+            settings.CODE_BITS: code_bits,
+            **_watch_values(watch_prefixes, watch_suffixes),
+            **_backend_values(index_backend, vector_index_arn),
+        }
+    )
 
 
 # Compaction on demand: the ingest function invokes the compaction function (asynchronously) once the
 # manifest lists more than COMPACT_AFTER_SEGMENTS segments. Without COMPACT_FUNCTION_NAME (the local
 # stack, whose compaction worker runs on a timer) the ingest function never invokes anything.
-DEFAULT_COMPACT_AFTER_SEGMENTS = 32
 COMPACT_INVOKE_MAX_EVENT_AGE_SECONDS = 60  # a throttled duplicate (one compaction already runs) is dropped
 
 
 def compaction_trigger_environment(*, function_name: str, after_segments: int) -> dict[str, str]:
-    return {"COMPACT_FUNCTION_NAME": function_name, "COMPACT_AFTER_SEGMENTS": str(after_segments)}
+    return settings.INGEST.environment(
+        {settings.COMPACT_FUNCTION_NAME: function_name, settings.COMPACT_AFTER_SEGMENTS: after_segments}
+    )
 
 
 def query_environment(
@@ -150,34 +168,47 @@ def query_environment(
     index_backend: str = "segments",
     vector_index_arn: str = "",
 ) -> dict[str, str]:
-    return {
-        **({"INDEX_URI": index_uri} if index_uri else {}),
-        "IMAGES_BUCKET": images_bucket,
-        **watch_environment(prefixes=watch_prefixes, suffixes=watch_suffixes),
-        "DEFAULT_METRIC": default_metric,
-        "PRESIGN_SECONDS": str(presign_seconds),
-        "CORS_ORIGINS": ",".join(cors_origins),
-        **backend_environment(index_backend=index_backend, vector_index_arn=vector_index_arn),
-    }
+    return settings.QUERY.environment(
+        {
+            **_index_uri_values(index_uri),
+            settings.IMAGES_BUCKET: images_bucket,
+            **_watch_values(watch_prefixes, watch_suffixes),
+            settings.DEFAULT_METRIC: default_metric,
+            settings.PRESIGN_SECONDS: presign_seconds,
+            settings.CORS_ORIGINS: tuple(cors_origins),
+            **_backend_values(index_backend, vector_index_arn),
+        }
+    )
+
+
+COMPACT_THREADS = 0  # all cores: compaction runs alone (reserved concurrency 1)
 
 
 def compact_environment(*, index_uri: str, retired_grace_days: int = 1) -> dict[str, str]:
     # On a directory index (EFS) the store itself deletes retired objects after this grace period;
     # on S3 the lifecycle rule does (imgsearch.store.LocalStore / RETIRED_TAG).
-    return {
-        "INDEX_URI": index_uri,
-        "COMPACT_THREADS": "0",
-        "IMGSEARCH_RETIRED_GRACE_SECONDS": str(retired_grace_days * 86400),
-    }
+    return settings.COMPACT.environment(
+        {
+            settings.INDEX_URI: index_uri,
+            settings.COMPACT_THREADS: COMPACT_THREADS,
+            settings.RETIRED_GRACE_SECONDS: retired_grace_days * 86400,
+        }
+    )
 
 
 def function_environment(
     spec: FunctionSpec, environment: Mapping[str, str], *, model_dir: str = MODEL_DIR
 ) -> dict[str, str]:
-    """Everything a function's environment holds: the shared Powertools names, MODEL_DIR, its own."""
+    """Everything a function's environment holds: the shared Powertools names, MODEL_DIR, its own
+    (`environment`, from the builders above; each name must be one of the function's settings)."""
+    unknown = [name for name in environment if name not in spec.settings.names]
+    if unknown:
+        raise SettingError(
+            f"the {spec.name} function has no setting {unknown[0]} (its settings: {', '.join(spec.settings.names)})"
+        )
     return {
-        **COMMON_ENVIRONMENT,
-        **({"MODEL_DIR": model_dir} if spec.with_model else {}),
+        **spec.settings.environment({s: s.default for s in settings.COMMON}),
+        **(spec.settings.environment({settings.MODEL_DIR: model_dir}) if spec.with_model else {}),
         **environment,
     }
 
@@ -185,7 +216,7 @@ def function_environment(
 # --- query API ---------------------------------------------------------------------------------------
 
 BINARY_MEDIA_TYPES = ("image/*", "application/octet-stream")
-SEARCH_PARAMETERS = ("k", "metric", "min_score", "prefix", "offset", "tag", "expand", "collapse", "q", "expires")  # imgsearch.options.QUERY_PARAMETERS
+SEARCH_PARAMETERS = QUERY_PARAMETERS  # the query string parameters the API passes on (imgsearch.options)
 API_KEY_HEADER = "x-api-key"
 # (method, API Gateway resource path, API key required): what the REST API routes to the query function.
 ROUTES: tuple[tuple[str, str, bool], ...] = (
@@ -196,6 +227,7 @@ ROUTES: tuple[tuple[str, str, bool], ...] = (
     ("GET", "/health", True),  # what an operator needs (counts, model, encoder), with the key
     ("GET", "/ping", False),  # what a load balancer needs, without it: API Gateway cannot check a key on a
     # public method, so the two are two routes
+    ("GET", "/openapi.json", False),  # the contract, generated from the handler's routes (docs/openapi.yaml)
 )
 
 
@@ -247,8 +279,8 @@ GATEWAY_RESPONSES: tuple[GatewayResponse, ...] = (
         "MISSING_AUTHENTICATION_TOKEN",  # what API Gateway answers for an unknown route or method
         404,
         "not_found",
-        "no such route or method: the API serves GET /, GET and POST /search, GET /similar/{key}, GET /health "
-        "and GET /ping (docs/openapi.yaml)",
+        "no such route or method: the API serves GET /, GET and POST /search, GET /similar/{key}, GET /health, "
+        "GET /ping and GET /openapi.json (docs/openapi.yaml)",
         "MissingAuthenticationTokenException",
     ),
     GatewayResponse(

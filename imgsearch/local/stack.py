@@ -5,8 +5,9 @@ already in the bucket (--existing) → bucket notification → handlers imported
 seed upload → backfill started (--backfill, in the background) → local API. GET /health answers once
 all of that is done (the backfill may still be running).
 
-Names come from stacks/wiring.py and the stage settings from cdk.json (stacks/config.py), the same
-sources the CDK app reads. With --data DIR the index lives in DIR/index (a local directory index) and
+Names come from stacks/wiring.py and the stage settings from cdk.json (stacks/config.py: its defaults and
+any overrides in cdk.json), the same sources the CDK app reads; each handler's environment is built by the
+builders the CDK constructs use, from each function's settings definitions (imgsearch/settings.py). With --data DIR the index lives in DIR/index (a local directory index) and
 every image is mirrored to DIR/images; the next start puts the mirror back into moto before the bucket
 notification exists, then re-sends only what the index lacks, so unchanged images are not re-embedded.
 
@@ -34,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from .. import settings
 
 REGION = "us-east-1"
 HOST = "127.0.0.1"
@@ -183,6 +186,51 @@ def safe_path(folder: Path, key: str) -> Path | None:
     return folder.joinpath(*parts)
 
 
+def handler_environments(
+    config: Any,
+    *,
+    index_uri: str,
+    images_bucket: str,
+    index_backend: str,
+    vector_index_arn: str,
+    model_dir: str,
+) -> dict[Any, dict[str, str]]:
+    """Each handler's environment (stacks.wiring.FunctionSpec → variables), built from the stage settings
+    (`config`, a stacks.config.StageConfig) by the builders the CDK constructs use, as the CDK stack sets it
+    but for where the index and model are. No COMPACT_FUNCTION_NAME: the compaction worker runs on a timer.
+    With an S3 Vectors index there is no compaction function, as in the CDK stack."""
+    from stacks import wiring
+
+    backend = {"index_backend": index_backend, "vector_index_arn": vector_index_arn}
+    environments = {
+        wiring.INGEST: wiring.ingest_environment(
+            index_uri=index_uri,
+            code_bits=config.codeBits,
+            watch_prefixes=config.watched_prefixes,
+            watch_suffixes=config.watched_suffixes,
+            **backend,
+        ),
+        wiring.QUERY: wiring.query_environment(
+            index_uri=index_uri,
+            images_bucket=images_bucket,
+            default_metric=config.defaultMetric,
+            presign_seconds=config.presignSeconds,
+            cors_origins=config.corsOrigins,
+            watch_prefixes=config.watched_prefixes,
+            watch_suffixes=config.watched_suffixes,
+            **backend,
+        ),
+    }
+    if index_backend != "s3vectors":
+        environments[wiring.COMPACT] = wiring.compact_environment(
+            index_uri=index_uri, retired_grace_days=config.retiredGraceDays
+        )
+    return {
+        spec: wiring.function_environment(spec, environment, model_dir=model_dir)
+        for spec, environment in environments.items()
+    }
+
+
 class LocalStack:
     def __init__(self, options: Options, *, out: Callable[[str], None] | None = None) -> None:
         self.options = options
@@ -322,34 +370,21 @@ class LocalStack:
             Bucket=o.bucket, NotificationConfiguration={"QueueConfigurations": queue_configs}
         )
 
-        backend = {"index_backend": o.index_backend, "vector_index_arn": self.vector_index_arn}
-        environments = {
-            wiring.INGEST: wiring.ingest_environment(
-                index_uri=self.index_uri,
-                code_bits=config.codeBits,
-                watch_prefixes=config.watched_prefixes,
-                watch_suffixes=config.watched_suffixes,
-                **backend,
-            ),
-            wiring.QUERY: wiring.query_environment(
-                index_uri=self.index_uri,
-                images_bucket=o.bucket,
-                default_metric=config.defaultMetric,
-                presign_seconds=config.presignSeconds,
-                cors_origins=config.corsOrigins,
-                **backend,
-            ),
-        }
-        if not vectors:  # S3 Vectors indexes itself: no compaction function (as the CDK stack)
-            environments[wiring.COMPACT] = wiring.compact_environment(index_uri=self.index_uri)
+        environments = handler_environments(
+            config,
+            index_uri=self.index_uri,
+            images_bucket=o.bucket,
+            index_backend=o.index_backend,
+            vector_index_arn=self.vector_index_arn,
+            model_dir=str(model_dir),
+        )
         base = dict(os.environ)
-        where = ("INDEX_URI", "INDEX_BACKEND", "VECTOR_INDEX_ARN")  # only the stack says where the index is
+        # only the stack says where the index is
+        where = (settings.INDEX_URI.env, settings.INDEX_BACKEND.env, settings.VECTOR_INDEX_ARN.env)
         inherited = {name: value for name, value in base.items() if name not in where}
         for spec, environment in environments.items():
             os.environ.clear()
-            os.environ.update(
-                {**inherited, **wiring.function_environment(spec, environment, model_dir=str(model_dir))}
-            )
+            os.environ.update({**inherited, **environment})
             try:
                 self.modules[spec.name] = importlib.import_module(spec.module)
             except Exception as error:
@@ -431,7 +466,7 @@ class LocalStack:
                 "POWERTOOLS_LOG_LEVEL": self.options.log_level.upper(),
                 "POWERTOOLS_DEV": "false",
                 # Not set by the CDK stack (the handler's default is 5 s): new images show up within a second.
-                "REFRESH_SECONDS": os.environ.get("REFRESH_SECONDS", "1"),
+                settings.REFRESH_SECONDS.env: os.environ.get(settings.REFRESH_SECONDS.env, "1"),
             }
         )
 

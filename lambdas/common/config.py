@@ -1,9 +1,19 @@
-"""Configuration from environment variables, checked once at cold start with a message that says how to fix it."""
+"""Configuration from environment variables, checked once at cold start with a message that says how to fix it.
+
+Each function's settings are defined once, in imgsearch.settings (name, default, allowed values); a handler
+reads one with `read(settings.PRESIGN_SECONDS)`, which picks the reader below for its type.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar, cast
+
+from imgsearch import settings as definitions
+
+T = TypeVar("T")
 
 
 class ConfigError(RuntimeError):
@@ -25,7 +35,15 @@ def optional(name: str, default: str = "", *, env: Mapping[str, str] | None = No
     return _env(env).get(name, "").strip() or default
 
 
-def integer(name: str, default: int, *, low: int, high: int, env: Mapping[str, str] | None = None) -> int:
+def integer(
+    name: str,
+    default: int,
+    *,
+    low: int,
+    high: int,
+    multiple_of: int = 1,
+    env: Mapping[str, str] | None = None,
+) -> int:
     text = _env(env).get(name, "").strip()
     if not text:
         return default
@@ -35,6 +53,8 @@ def integer(name: str, default: int, *, low: int, high: int, env: Mapping[str, s
         raise ConfigError(f"{name}={text!r} is not a whole number (allowed: {low}..{high})") from None
     if not low <= value <= high:
         raise ConfigError(f"{name}={value} is out of range (allowed: {low}..{high})")
+    if value % multiple_of:
+        raise ConfigError(f"{name}={value} must be a multiple of {multiple_of}")
     return value
 
 
@@ -58,6 +78,17 @@ def choice(name: str, default: str, choices: Sequence[str], *, env: Mapping[str,
     if value not in choices:
         raise ConfigError(f"{name}={value!r} is not one of {', '.join(choices)}")
     return value
+
+
+def items(
+    name: str, *, pattern: str = "", hint: str = "", env: Mapping[str, str] | None = None
+) -> tuple[str, ...]:
+    """A comma-separated list (spaces around items and empty items dropped); each item matches `pattern`."""
+    found = tuple(i.strip() for i in _env(env).get(name, "").split(",") if i.strip())
+    for item in found:
+        if pattern and not re.fullmatch(pattern, item):
+            raise ConfigError(f"{name} has {item!r}" + (f": {hint}" if hint else ""))
+    return found
 
 
 def flag(name: str, default: bool, *, env: Mapping[str, str] | None = None) -> bool:
@@ -105,3 +136,33 @@ def vector_index_arn(name: str = "VECTOR_INDEX_ARN", *, env: Mapping[str, str] |
     except BadParameter as error:
         raise ConfigError(f"{name}={value!r}: {error}") from None
     return value
+
+
+def read(setting: definitions.Setting[T], *, env: Mapping[str, str] | None = None) -> T:
+    """One setting of imgsearch.settings from the environment, checked as its definition says."""
+    value: Any
+    if isinstance(setting, definitions.Int):
+        value = integer(
+            setting.env, setting.default, low=setting.low, high=setting.high, multiple_of=setting.multiple_of, env=env
+        )
+    elif isinstance(setting, definitions.Number):
+        value = number(setting.env, setting.default, low=setting.low, high=setting.high, env=env)
+    elif isinstance(setting, definitions.Choice):
+        value = choice(setting.env, setting.default, setting.choices, env=env)
+    elif isinstance(setting, definitions.Flag):
+        value = flag(setting.env, setting.default, env=env)
+    elif isinstance(setting, definitions.Items):
+        value = items(setting.env, pattern=setting.pattern, hint=setting.hint, env=env)
+    elif isinstance(setting, definitions.Text) and setting.form == "index_uri":
+        value = index_uri(setting.env, env=env)
+    elif isinstance(setting, definitions.Text) and setting.form == "vector_index_arn":
+        value = vector_index_arn(setting.env, env=env)
+    elif isinstance(setting, definitions.Text) and setting.form == "bucket":
+        value = bucket_name(setting.env, env=env)
+    elif isinstance(setting, definitions.Text) and setting.required:
+        value = required(setting.env, example=setting.example, env=env)
+    elif isinstance(setting, definitions.Text):
+        value = optional(setting.env, setting.default, env=env)
+    else:
+        raise TypeError(f"no reader for {type(setting).__name__} settings ({setting.env})")
+    return cast(T, value)

@@ -15,25 +15,25 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from imgsearch import maintain
-from imgsearch.encode import MIN_FIT
+from imgsearch import maintain, settings
 from imgsearch.errors import BadParameter, ConflictError, IndexNotFound
 from imgsearch.index import ImageIndex
-from imgsearch.maintain import MAX_BASE, MERGE_AT, Policy
-from imgsearch.segment import HNSW_MIN
+from imgsearch.maintain import Policy
 from lambdas.common import config
 
-INDEX_URI = config.index_uri()
-THREADS = config.integer("COMPACT_THREADS", 0, low=0, high=64)
-HNSW_MIN_ENTRIES = config.integer("HNSW_MIN", HNSW_MIN, low=1, high=1 << 40)
+# Each setting's name, default and allowed values: imgsearch.settings.COMPACT (the stacks write them from it).
+# IMGSEARCH_RETIRED_GRACE_SECONDS is read by the index store itself (imgsearch.store).
+INDEX_URI = config.read(settings.INDEX_URI)
+THREADS = config.read(settings.COMPACT_THREADS)
+HNSW_MIN_ENTRIES = config.read(settings.HNSW_MIN)
 POLICY = Policy(
-    max_base=config.integer("MAX_BASE", MAX_BASE, low=2, high=1 << 40),
-    merge_at=config.integer("MERGE_AT", MERGE_AT, low=2, high=1000),
-    fit_after=config.integer("FIT_AFTER", MIN_FIT, low=2, high=1 << 40),
-    auto_fit=config.flag("AUTO_FIT", True),
+    max_base=config.read(settings.MAX_BASE),
+    merge_at=config.read(settings.MERGE_AT),
+    fit_after=config.read(settings.FIT_AFTER),
+    auto_fit=config.read(settings.AUTO_FIT),
 )
 # No step starts with less time left than this (a step cut short changes nothing, but wastes the run).
-RESERVE_SECONDS = config.integer("STEP_RESERVE_SECONDS", 300, low=0, high=900)
+RESERVE_SECONDS = config.read(settings.STEP_RESERVE_SECONDS)
 
 logger = Logger()
 metrics = Metrics()

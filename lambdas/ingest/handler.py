@@ -23,10 +23,9 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
-from imgsearch import thumbnails
-from imgsearch.backend import BACKENDS, Batch, open_backend
+from imgsearch import settings, thumbnails
+from imgsearch.backend import Batch, open_backend
 from imgsearch.embed import Embedder
-from imgsearch.encode import DEFAULT_BITS
 from imgsearch.manifest import Manifest
 from imgsearch.segment import ObjectRef
 from lambdas.common import config
@@ -34,18 +33,17 @@ from lambdas.common.s3events import CREATED, parse_body
 
 # --- cold start: configuration, model, index ------------------------------------------------------
 
-INDEX_BACKEND = config.choice("INDEX_BACKEND", "segments", BACKENDS)
+# Each setting's name, default and allowed values: imgsearch.settings.INGEST (the stacks write them from it).
+INDEX_BACKEND = config.read(settings.INDEX_BACKEND)
 # The one place the backend is chosen: a segment index (INDEX_URI) or an S3 Vectors index (VECTOR_INDEX_ARN).
-INDEX_LOCATION = config.vector_index_arn() if INDEX_BACKEND == "s3vectors" else config.index_uri()
-MODEL_DIR = config.required("MODEL_DIR", example="/opt/model")
-CODE_BITS = config.integer("CODE_BITS", DEFAULT_BITS, low=8, high=4096)
-if CODE_BITS % 8:
-    raise config.ConfigError(f"CODE_BITS={CODE_BITS} must be a multiple of 8")
-MAX_OBJECT_BYTES = config.integer("MAX_OBJECT_BYTES", 50 * 1024 * 1024, low=1, high=5 * 1024**3)
+INDEX_LOCATION = config.read(settings.VECTOR_INDEX_ARN if INDEX_BACKEND == "s3vectors" else settings.INDEX_URI)
+MODEL_DIR = config.read(settings.MODEL_DIR)
+CODE_BITS = config.read(settings.CODE_BITS)  # a multiple of 8
+MAX_OBJECT_BYTES = config.read(settings.MAX_OBJECT_BYTES)
+THUMBNAILS = config.read(settings.THUMBNAILS)  # a small JPEG per image beside the index (imgsearch.thumbnails)
 # Compaction on demand (besides its schedule): unset function name → never invoked (the local stack).
-THUMBNAILS = config.flag("THUMBNAILS", True)  # a small JPEG per image beside the index (imgsearch.thumbnails)
-COMPACT_FUNCTION = config.optional("COMPACT_FUNCTION_NAME")
-COMPACT_AFTER_SEGMENTS = config.integer("COMPACT_AFTER_SEGMENTS", 32, low=0, high=10_000)  # 0: off
+COMPACT_FUNCTION = config.read(settings.COMPACT_FUNCTION_NAME)
+COMPACT_AFTER_SEGMENTS = config.read(settings.COMPACT_AFTER_SEGMENTS)  # 0: off
 
 logger = Logger()
 metrics = Metrics()

@@ -275,7 +275,7 @@ def test_rest_api_needs_an_api_key_accepts_binary_images_and_is_throttled(synth)
         ("GET", True),
         ("GET", False),  # the search page at /: public, it asks the user for the key
     }
-    assert len(methods) == 6
+    assert len(methods) == 7
     get_search = [
         m["Properties"] for m in methods.values()
         if m["Properties"]["HttpMethod"] == "GET"
@@ -285,10 +285,11 @@ def test_rest_api_needs_an_api_key_accepts_binary_images_and_is_throttled(synth)
     assert get_search[0]["RequestParameters"]["method.request.querystring.tag"] is False
     api = next(iter(_resources(template, "AWS::ApiGateway::RestApi")))
     public = [m["Properties"] for m in methods.values() if not m["Properties"]["ApiKeyRequired"]]
-    assert len(public) == 2  # the page at / and GET /ping
+    assert len(public) == 3  # the page at /, GET /ping and GET /openapi.json
     assert {"Fn::GetAtt": [api, "RootResourceId"]} in [m["ResourceId"] for m in public]
     assert all(m["Integration"]["Type"] == "AWS_PROXY" and m["HttpMethod"] == "GET" for m in public)
     template.has_resource_properties("AWS::ApiGateway::Resource", {"PathPart": "ping"})
+    template.has_resource_properties("AWS::ApiGateway::Resource", {"PathPart": "openapi.json"})
     template.has_resource_properties("AWS::ApiGateway::Resource", {"PathPart": "{key+}"})
     template.resource_count_is("AWS::ApiGateway::ApiKey", 1)
     template.has_resource_properties(
@@ -492,11 +493,17 @@ def test_the_local_api_answers_from_the_same_gateway_table() -> None:
         api.server.server_close()
 
 
-def test_the_lifecycle_rule_expires_the_tag_the_core_store_puts_on_retired_objects() -> None:
-    from imgsearch.store import RETIRED_TAG as core_tag
-    from stacks.storage import RETIRED_TAG
+def test_the_lifecycle_rule_expires_the_tag_the_core_store_puts_on_retired_objects(template: Template) -> None:
+    from imgsearch.store import RETIRED_TAG
 
-    assert {"Key": RETIRED_TAG[0], "Value": RETIRED_TAG[1]} == core_tag
+    template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "LifecycleConfiguration": {
+                "Rules": Match.array_with([Match.object_like({"TagFilters": [RETIRED_TAG]})])
+            }
+        },
+    )
 
 
 def test_the_gateway_passes_every_query_parameter_the_api_takes() -> None:

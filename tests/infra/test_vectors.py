@@ -13,7 +13,13 @@ import pytest
 from aws_cdk.assertions import Annotations, Match, Template
 
 from stacks.config import ContextError, from_context
-from stacks.wiring import VECTOR_INGEST_ACTIONS, VECTOR_NON_FILTERABLE_KEYS, VECTOR_QUERY_ACTIONS
+from stacks.wiring import (
+    VECTOR_DATA_TYPE,
+    VECTOR_DISTANCE_METRIC,
+    VECTOR_INGEST_ACTIONS,
+    VECTOR_NON_FILTERABLE_KEYS,
+    VECTOR_QUERY_ACTIONS,
+)
 
 INGEST, QUERY, COMPACT = (f"lambdas.{n}.handler.handler" for n in ("ingest", "query", "compact"))
 
@@ -95,7 +101,7 @@ def test_the_non_filterable_keys_are_the_ones_the_backend_writes() -> None:
     from imgsearch.s3vectors import DATA_TYPE, METRIC, NON_FILTERABLE
 
     assert tuple(NON_FILTERABLE) == VECTOR_NON_FILTERABLE_KEYS
-    assert (DATA_TYPE, METRIC) == ("float32", "cosine")
+    assert (DATA_TYPE, METRIC) == (VECTOR_DATA_TYPE, VECTOR_DISTANCE_METRIC)
 
 
 def test_the_dimension_follows_context(synth) -> None:

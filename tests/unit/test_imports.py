@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -10,6 +12,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+CORE_MODULES = sorted(
+    f"imgsearch.{p.stem}" for p in (REPO / "imgsearch").glob("*.py") if p.stem not in ("__init__", "__main__")
+)
+# What the CDK app (stacks/) and the handlers' configuration import from the core: no native libraries.
+LIGHT = ["imgsearch", "imgsearch.settings", "imgsearch.options", "imgsearch.errors", "lambdas.common.config"]
 CORE = [
     "imgsearch",
     "imgsearch.index",
@@ -107,31 +114,61 @@ SESSION_AND_INDEX = """
 @pytest.mark.parametrize(
     "imports",
     [
-        "import imgsearch\nimport usearch.index",
         "from imgsearch.segment import Segment\nimport usearch.index",
         "from imgsearch.search import Searcher\nimport usearch.index",
+        "import imgsearch.graphrows\nimport usearch.index",
     ],
-    ids=["imgsearch", "imgsearch.segment", "imgsearch.search"],
+    ids=["imgsearch.segment", "imgsearch.search", "imgsearch.graphrows"],
 )
 def test_usearch_after_imgsearch_does_not_crash(tiny_onnx: Path, imports: str) -> None:
-    """usearch 2.26.6 loaded before onnxruntime 1.32 segfaults the process (Linux x86_64): importing
-    anything from imgsearch loads onnxruntime first (imgsearch/__init__.py). This guards that workaround."""
+    """usearch 2.26.6 loaded before onnxruntime 1.32 segfaults the process (Linux x86_64): a core module that
+    imports usearch loads onnxruntime first (imgsearch/_onnx_first.py). This guards that workaround."""
     done = run_python(imports + "\n" + textwrap.dedent(SESSION_AND_INDEX), str(tiny_onnx))
     assert done.returncode == 0, describe(done)
     assert done.stdout.strip() == "ok", describe(done)
 
 
-@pytest.mark.parametrize("module", ["imgsearch", "imgsearch.segment", "imgsearch.search", "imgsearch.ingest"])
-def test_onnxruntime_is_loaded_before_usearch(module: str) -> None:
-    done = run_python(
-        """
-        import importlib, sys
-        importlib.import_module(sys.argv[1])
-        import usearch.index
-        order = list(sys.modules)
-        print(order.index("onnxruntime") < order.index("usearch"))
-        """,
-        module,
-    )
+IMPORT_ORDER = """
+    import importlib, json, sys
+    importlib.import_module(sys.argv[1])
+    order = list(sys.modules)
+    print(json.dumps({m: order.index(m) for m in ("onnxruntime", "usearch", "boto3") if m in sys.modules}))
+"""
+
+
+@pytest.mark.parametrize("module", CORE_MODULES)
+def test_every_core_module_that_loads_usearch_loads_onnxruntime_first(module: str) -> None:
+    done = run_python(IMPORT_ORDER, module)
     assert done.returncode == 0, describe(done)
-    assert done.stdout.strip() == "True", f"importing {module} loaded usearch before onnxruntime"
+    loaded = json.loads(done.stdout)
+    if "usearch" in loaded:
+        assert "onnxruntime" in loaded and loaded["onnxruntime"] < loaded["usearch"], (
+            f"importing {module} loaded usearch before onnxruntime: add `import imgsearch._onnx_first` before "
+            f"its usearch import ({loaded})"
+        )
+
+
+def test_the_guard_is_what_loads_onnxruntime_before_usearch() -> None:
+    """The only core modules importing usearch themselves import imgsearch._onnx_first before it."""
+    usearch = re.compile(r"^\s*(from|import) usearch", re.M)
+    importers = {p.name: p.read_text() for p in sorted((REPO / "imgsearch").glob("*.py"))}
+    importers = {name: text for name, text in importers.items() if usearch.search(text)}
+    assert importers, "no core module imports usearch: this guard has nothing left to guard"
+    for name, text in importers.items():
+        first = usearch.search(text)
+        assert first is not None
+        assert 0 <= text.find("import imgsearch._onnx_first") < first.start(), name
+
+
+@pytest.mark.parametrize("module", LIGHT)
+def test_the_package_and_its_settings_load_neither_onnxruntime_nor_usearch_nor_boto3(module: str) -> None:
+    """What the CDK app imports from the core (settings, constants) needs no native library and no AWS SDK."""
+    done = run_python(IMPORT_ORDER, module)
+    assert done.returncode == 0, describe(done)
+    assert json.loads(done.stdout) == {}, f"importing {module} loaded {done.stdout}"
+
+
+def test_the_cdk_app_loads_neither_onnxruntime_nor_usearch() -> None:
+    done = run_python(IMPORT_ORDER, "stacks.imgsearch_stack")
+    assert done.returncode == 0, describe(done)
+    assert json.loads(done.stdout) == {}, f"importing the stacks loaded {done.stdout}"
