@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20,22
 
-.PHONY: setup test lint bench clean layers synth local reliability scale backfill-bench text-bench
+.PHONY: setup test lint bench clean layers synth local reliability scale backfill-bench text-bench openapi
 
 setup:  ## virtual environment, the package with its pinned dependencies, and the ONNX model
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -46,6 +46,9 @@ backfill-bench:  ## backfill 5,000 objects on the local stack, SIGKILLed and res
 text-bench:  ## search by words through the CLI (CIFAR-10 test, Corel-1k), then Corel-1k through both backends (~5 min)
 	$(BIN)/python scripts/text_cli_bench.py --datasets ../shared/datasets --out bench-out --keep bench-out/text-cli
 	$(BIN)/python scripts/backends_compare.py --index bench-out/text-cli/corel1k-index
+
+openapi:  ## docs/openapi.yaml from the query handler's typed routes (tests/handlers/test_openapi.py fails on drift)
+	$(BIN)/python scripts/openapi.py
 
 layers:  ## Lambda layers + function code for arm64 and x86_64 in layers/build/ (pip --platform, no Docker)
 	$(BIN)/python layers/build.py --sizes

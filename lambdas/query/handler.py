@@ -5,14 +5,18 @@ The index is a segment index (INDEX_BACKEND=segments, the default) or Amazon S3 
 (INDEX_BACKEND=s3vectors: cosine only, offset + k at most 100, no counts; docs/S3VECTORS.md), chosen
 once at cold start. Errors are domain exceptions mapped to HTTP answers in one place
 (`@app.exception_handler`), always as `{"error": {"code", "message"}}`; bad input is a 4xx, never a 5xx.
-"""
 
-from __future__ import annotations
+The contract is the routes' typed parameters: Powertools validates them (`enable_validation`) and generates the
+OpenAPI document from them, served at `GET /openapi.json` (scripts/openapi.py writes docs/openapi.yaml from it).
+Their bounds are the core's constants; the core still reads the query string itself, strictly (ASCII digits, each
+parameter once, no unknown names: imgsearch.options), and its messages are the ones a client sees.
+"""
 
 import base64
 import binascii
 import functools
 import json
+import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,14 +27,17 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, Server
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
+from pydantic import ValidationError
 
 import imgsearch
-from imgsearch import thumbnails
-from imgsearch.backend import BACKENDS, open_backend
+from imgsearch import settings, thumbnails
+from imgsearch.backend import open_backend
 from imgsearch.concepts import NoConceptMatches
 from imgsearch.embed import Embedder
 from imgsearch.errors import (
@@ -42,38 +49,83 @@ from imgsearch.errors import (
     ModelMismatch,
     ModelNotFound,
 )
-from imgsearch.options import MAX_OFFSET, SearchOptions, checked_text, query_expiry, query_text
-from imgsearch.search import MAX_K, METRICS, Hit
+from imgsearch.options import (
+    MAX_OFFSET,
+    SearchOptions,
+    query_expiry,
+    query_text,
+)
+from imgsearch.search import MAX_K, Hit
 from imgsearch.store import S3Store
 from imgsearch.text import TextQuery, TextSearch
 from lambdas.common import config
+from lambdas.query.contract import (
+    JSON_FORMS,
+    SEARCH_BODY,
+    Collapse,
+    Expand,
+    Expires,
+    K,
+    Metric,
+    MinScore,
+    MoreWords,
+    Offset,
+    Prefix,
+    SearchBody,
+    SimilarKey,
+    Tag,
+    Words,
+)
 
 # --- cold start: configuration, model, index backend ----------------------------------------------
 
-INDEX_BACKEND = config.choice("INDEX_BACKEND", "segments", BACKENDS)
+# Each setting's name, default and allowed values: imgsearch.settings.QUERY (the stacks write them from it).
+INDEX_BACKEND = config.read(settings.INDEX_BACKEND)
 # The one place the backend is chosen: a segment index (INDEX_URI) or an S3 Vectors index (VECTOR_INDEX_ARN).
-INDEX_LOCATION = config.vector_index_arn() if INDEX_BACKEND == "s3vectors" else config.index_uri()
-IMAGES_BUCKET = config.bucket_name("IMAGES_BUCKET")
-MODEL_DIR = config.required("MODEL_DIR", example="/opt/model")
-PRESIGN_SECONDS = config.integer("PRESIGN_SECONDS", 900, low=1, high=7 * 24 * 3600)
-DEFAULT_METRIC = config.choice("DEFAULT_METRIC", "hybrid", METRICS)
-DEFAULT_K = config.integer("DEFAULT_K", 10, low=1, high=MAX_K)
-MAX_QUERY_BYTES = config.integer("MAX_QUERY_BYTES", 4_500_000, low=1, high=10 * 1024 * 1024)
-REFRESH_SECONDS = config.number("REFRESH_SECONDS", 5.0, low=0.0, high=3600.0)
-CORS_ORIGINS = [o.strip() for o in config.optional("CORS_ORIGINS").split(",") if o.strip()]
+INDEX_LOCATION = config.read(settings.VECTOR_INDEX_ARN if INDEX_BACKEND == "s3vectors" else settings.INDEX_URI)
+IMAGES_BUCKET = config.read(settings.IMAGES_BUCKET)
+MODEL_DIR = config.read(settings.MODEL_DIR)
+PRESIGN_SECONDS = config.read(settings.PRESIGN_SECONDS)
+DEFAULT_METRIC = config.read(settings.DEFAULT_METRIC)
+DEFAULT_K = config.read(settings.DEFAULT_K)
+MAX_QUERY_BYTES = config.read(settings.MAX_QUERY_BYTES)
+REFRESH_SECONDS = config.read(settings.REFRESH_SECONDS)
+CORS_ORIGINS = list(config.read(settings.CORS_ORIGINS))
 
 IMAGE_TYPES = ("image/", "application/octet-stream")
-BODY_FIELDS = frozenset({"image", "key", "text"})  # image or key, and/or text (docs/openapi.yaml)
+API_KEY_HEADER = "x-api-key"
 PAGE = Path(imgsearch.__file__).resolve().parent / "web" / "index.html"  # the search page, shipped in the package
+
+
+class RestResolver(APIGatewayRestResolver):
+    """Powertools' REST resolver with API Gateway's greedy path variable: a rule's last `<name>` takes the rest of
+    the path, slashes included, as the resource /similar/{key+} does (Powertools' own stops at a slash)."""
+
+    @staticmethod
+    def _compile_regex(rule: str, base_regex: str = "^{}/*$") -> re.Pattern[str]:
+        return re.compile(base_regex.format(re.sub(r"<(\w+)>$", r"(?P<\1>.+)", rule)))
+
 
 logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
-app = APIGatewayRestResolver(
-    cors=CORSConfig(allow_origin=CORS_ORIGINS[0], extra_origins=CORS_ORIGINS[1:], allow_headers=["x-api-key"])
+app = RestResolver(
+    cors=CORSConfig(allow_origin=CORS_ORIGINS[0], extra_origins=CORS_ORIGINS[1:], allow_headers=[API_KEY_HEADER])
     if CORS_ORIGINS
-    else None
+    else None,
+    enable_validation=True,  # the typed parameters below; a refusal is a 400 (invalid_request), never a 422
 )
+app.configure_openapi(
+    title="imgsearch query API",
+    version="1",
+    servers=[Server(url=".", description="the stage this document is served from (GET /openapi.json)")],
+    description="Content-based image retrieval over the images bucket: by image, by indexed key, by words, or an "
+    "image or a key with words. Every request but `GET /`, `GET /ping` and `GET /openapi.json` needs the API key "
+    f"in the `{API_KEY_HEADER}` header. Answers are JSON; errors are `{{\"error\": {{\"code\", \"message\"}}}}`.",
+    security_schemes={"apiKey": APIKey.model_validate({"in": APIKeyIn.header, "name": API_KEY_HEADER})},
+    security=[{"apiKey": []}],
+)
+PUBLIC: dict[str, Any] = {"security": []}  # an operation without the API key (the gateway's api_key_required=False)
 s3 = boto3.client("s3", config=Config(signature_version="s3v4"))
 embedder = Embedder.load(Path(MODEL_DIR))
 # SegmentBackend(ImageIndex.open(...), refresh_seconds=...) or S3VectorsBackend.open(..., bucket=IMAGES_BUCKET)
@@ -123,17 +175,6 @@ def request_body() -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-def checked_key(key: object) -> str:
-    """An object key as S3 has them: a non-empty string of Unicode text (no lone surrogates)."""
-    if not isinstance(key, str) or not key:
-        raise BadParameter('"key" must be a non-empty string')
-    try:
-        key.encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadParameter('"key" is not valid Unicode text (it holds a lone surrogate)') from None
-    return key
-
-
 def check_size(data: bytes) -> bytes:
     if len(data) > MAX_QUERY_BYTES:
         raise PayloadTooLarge(f"the query image is {len(data)} bytes; the limit is {MAX_QUERY_BYTES}")
@@ -149,9 +190,6 @@ class Query:
     image: bytes | None = None
     key: str | None = None
     text: str | None = None
-
-
-JSON_FORMS = '{"image": "<base64>"}, {"key": "..."} or {"text": "..."} (text may go with image or key)'
 
 
 def parse_query() -> Query:
@@ -171,38 +209,38 @@ def parse_query() -> Query:
 
 
 def json_query(body: bytes, text: str | None) -> Query:
+    """The query of a JSON body, checked by its model (SearchBody) and refused as a 400 saying what to send."""
     try:
-        payload = json.loads(body or b"null")
-    except ValueError:  # JSONDecodeError, UnicodeDecodeError, an integer of more than 4300 digits
-        raise BadParameter(f"the body is not valid JSON: send {JSON_FORMS}") from None
-    except RecursionError:  # the json module recurses once per nested [ or {
-        raise BadParameter(f"the JSON body is nested too deeply: send {JSON_FORMS}") from None
-    if not isinstance(payload, dict):
-        raise BadParameter(f"the JSON body must be an object: {JSON_FORMS}")
-    extra = sorted(set(payload) - BODY_FIELDS)
-    if extra:
-        named = ", ".join(repr(name[:40]) for name in extra[:3])
-        raise BadParameter(f'the JSON body may only have "image", "key" and "text", not {named}')
-    if "image" in payload and "key" in payload:
-        raise BadParameter('the JSON body must have one of "image" (base64) or "key", not both')
-    if "text" in payload:
+        payload = SearchBody.model_validate_json(body or b"null")
+    except ValidationError as error:
+        raise BadParameter(body_problem(error)) from None
+    if payload.text is not None:
         if text is not None:
             raise BadParameter('give the words once: in "text" or in ?q=, not both')
-        text = checked_text(payload["text"])
-    if "key" in payload:
-        return Query(key=checked_key(payload["key"]), text=text)
-    if "image" not in payload:
-        if text is None:
-            raise BadParameter(f"the JSON body must have one of {JSON_FORMS}")
-        return Query(text=text)
-    if not isinstance(payload["image"], str):
-        raise BadParameter('"image" must be a base64 string')
-    if len(payload["image"]) > MAX_QUERY_BYTES * 4 // 3 + 4:
+        text = payload.text
+    if payload.image is None:
+        return Query(key=payload.key, text=text)
+    if len(payload.image) > MAX_QUERY_BYTES * 4 // 3 + 4:
         raise PayloadTooLarge(f"the query image is over the {MAX_QUERY_BYTES}-byte limit")
     try:
-        return Query(image=check_size(base64.b64decode(payload["image"], validate=True)), text=text)
+        return Query(image=check_size(base64.b64decode(payload.image, validate=True)), text=text)
     except (binascii.Error, ValueError):
         raise BadParameter('"image" is not valid base64') from None
+
+
+def body_problem(error: ValidationError) -> str:
+    """What is wrong with a JSON body, from its model's first complaint (pydantic's own JSON parser: bounded nesting)."""
+    problems = error.errors(include_url=False)
+    first = problems[0]
+    if first["type"] == "json_invalid":
+        return f"the body is not valid JSON ({first['msg'].removeprefix('Invalid JSON: ')}): send {JSON_FORMS}"
+    if first["type"] == "model_type":
+        return f"the JSON body must be an object: {JSON_FORMS}"
+    extra = [str(p["loc"][0])[:40] for p in problems if p["type"] == "extra_forbidden"]
+    if extra:
+        named = ", ".join(repr(name) for name in extra[:3])
+        return f"the JSON body may only have {', '.join(map(repr, SearchBody.model_fields))}, not {named}"
+    return f'"{first["loc"][0]}" in the JSON body: {first["msg"]}; send {JSON_FORMS}'
 
 
 # --- answers --------------------------------------------------------------------------------------
@@ -282,9 +320,32 @@ def embed_query(data: bytes) -> Any:
     return vectors
 
 
-@app.post("/search")
+# The routes' typed parameters are the contract (validated by Powertools, documented in GET /openapi.json); the
+# route reads its options from the query string through the core (search_options), which also refuses what the
+# types let through (`k=+5`, `k=1_0`, `collapse=yes`, a parameter given twice, an unknown one).
+
+
+@app.post(
+    "/search",
+    summary="Images most similar to a query image (raw body or JSON base64) or to an indexed key, images for some "
+    'words (JSON `{"text"}`), or "like this image or key, but <words>" (`text` beside `image` or `key`, or `?q=` '
+    "beside a raw image body)",
+    operation_id="search",
+    openapi_extensions={"requestBody": SEARCH_BODY},  # read by parse_query: an image is no JSON model
+)
 @tracer.capture_method
-def search() -> dict[str, Any]:
+def search(
+    k: K = None,
+    metric: Metric = None,
+    min_score: MinScore = None,
+    prefix: Prefix = None,
+    tag: Tag = None,
+    offset: Offset = None,
+    expand: Expand = None,
+    expires: Expires = None,
+    collapse: Collapse = None,
+    q: MoreWords = None,
+) -> dict[str, Any]:
     started = time.perf_counter()
     options, seconds = search_options()
     query = parse_query()
@@ -299,15 +360,27 @@ def search() -> dict[str, Any]:
     return answer(hits, options, seconds, started)
 
 
-@app.get("/search")
+@app.get(
+    "/search",
+    summary="Images for some words (text → image), e.g. `GET /search?q=dog+on+a+beach`",
+    operation_id="search_words",
+)
 @tracer.capture_method
-def search_by_words() -> dict[str, Any]:
+def search_by_words(
+    q: Words,
+    k: K = None,
+    metric: Metric = None,
+    min_score: MinScore = None,
+    prefix: Prefix = None,
+    tag: Tag = None,
+    offset: Offset = None,
+    expand: Expand = None,
+    expires: Expires = None,
+    collapse: Collapse = None,
+) -> dict[str, Any]:
     started = time.perf_counter()
     options, seconds = search_options()
-    text = query_text(query_params())
-    if text is None:
-        raise BadParameter("GET /search needs the words to search for: ?q=dog+on+a+beach")
-    return search_words(Query(text=text), options, seconds, started)
+    return search_words(Query(text=query_text(query_params())), options, seconds, started)
 
 
 def search_words(query: Query, options: SearchOptions, seconds: int, started: float) -> dict[str, Any]:
@@ -319,14 +392,27 @@ def search_words(query: Query, options: SearchOptions, seconds: int, started: fl
     return answer(hits, options, seconds, started, text)
 
 
-@app.get("/similar/.+")
+@app.get(
+    "/similar/<key>",
+    summary='"More like this": images most similar to an indexed object (API Gateway path {key+}: may contain slashes)',
+    operation_id="similar",
+)
 @tracer.capture_method
-def similar() -> dict[str, Any]:
+def similar(
+    key: SimilarKey,
+    k: K = None,
+    metric: Metric = None,
+    min_score: MinScore = None,
+    prefix: Prefix = None,
+    tag: Tag = None,
+    offset: Offset = None,
+    expand: Expand = None,
+    expires: Expires = None,
+    collapse: Collapse = None,
+    q: MoreWords = None,
+) -> dict[str, Any]:
     started = time.perf_counter()
-    event = app.current_event
-    key = checked_key(
-        (event.path_parameters or {}).get("key") or unquote(event.path.split("/similar/", 1)[1])
-    )
+    key = (app.current_event.path_parameters or {}).get("key") or unquote(key)  # as API Gateway decoded it
     logger.append_keys(query_key=key)
     options, seconds = search_options()
     text = query_text(query_params())
@@ -336,8 +422,13 @@ def similar() -> dict[str, Any]:
     return answer(hits, options, seconds, started)
 
 
-@app.get("/")
-def page() -> Response:
+@app.get(
+    "/",
+    summary="The search page (HTML, no build step); public, it asks for the API key and sends it as x-api-key",
+    operation_id="page",
+    openapi_extensions=PUBLIC,
+)
+def page() -> Response[str]:
     """The search page (no API key: the page asks for it and sends it with every API call)."""
     return Response(
         status_code=200,
@@ -347,19 +438,55 @@ def page() -> Response:
     )
 
 
-@app.get("/ping")
+@app.get(
+    "/ping",
+    summary="Up or not, without the API key (for load balancers and uptime checks); GET /health has the details",
+    operation_id="ping",
+    openapi_extensions=PUBLIC,
+)
 def ping() -> dict[str, Any]:
     """For a load balancer or an uptime check, without the key: is the function up and the index readable."""
     status = backend.health()["status"]
     return {"status": status, "ready": status in ("ok", "empty")}
 
 
-@app.get("/health")
+@app.get("/health", summary="Index counts, segment count, model and encoder version", operation_id="health")
 def health() -> dict[str, Any]:
     """The index as the backend reports it (status empty / ok / missing; counts null on S3 Vectors), and the model."""
     spec = embedder.spec
     model = {"name": spec.name, "sha256": spec.sha256, "dim": spec.output_dim}
     return {**backend.health(), "model": model}
+
+
+@app.get(
+    "/openapi.json",
+    summary="This API's OpenAPI document, generated from its routes (docs/openapi.yaml adds the answers' schemas)",
+    operation_id="openapi",
+    openapi_extensions=PUBLIC,
+)
+def openapi() -> dict[str, Any]:
+    return contract()
+
+
+@functools.cache
+def contract() -> dict[str, Any]:
+    """The OpenAPI document Powertools generates from the routes, tidied: no 422 and no validation-error schemas
+    (a refused parameter is a 400 `bad_parameter` here: invalid_request), and a query or path parameter's schema
+    without the null of its Python default (a query string has no null: an absent parameter is not given)."""
+    document: dict[str, Any] = json.loads(app.get_openapi_json_schema())
+    for item in document["paths"].values():
+        for operation in item.values():
+            operation["responses"].pop("422", None)
+            for parameter in operation.get("parameters", []):
+                schema = parameter["schema"]
+                given = [s for s in schema.pop("anyOf", [schema]) if s.get("type") != "null"]
+                parameter["schema"] = {k: v for k, v in {**schema, **given[0]}.items() if k not in ("title", "description")}
+    schemas = document["components"]["schemas"]
+    for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
+        del schemas[name]
+    if not schemas:
+        del document["components"]["schemas"]
+    return document
 
 
 # --- errors: one place --------------------------------------------------------------------------------
@@ -410,6 +537,30 @@ def domain_error(error: ImgSearchError) -> Response:
                 logger.error("server-side error", extra={"code": code, "error": str(error)})
             return error_response(status, code, str(error))
     raise error  # pragma: no cover - every registered kind is in ERRORS
+
+
+@app.exception_handler(RequestValidationError)
+def invalid_request(error: RequestValidationError) -> Response:
+    """A typed parameter Powertools refused: a 400 `bad_parameter` in the core's words when the core checks that
+    parameter too (imgsearch.options: one home for limits and messages), else naming it and its rule."""
+    try:
+        search_options()
+        query_text(query_params())
+    except BadParameter as bad:
+        return domain_error(bad)
+    return error_response(400, "bad_parameter", parameter_problem(error.errors()))
+
+
+def parameter_problem(problems: Any) -> str:
+    first = problems[0]
+    where, name = (*first["loc"], "")[:2]
+    event = app.current_event
+    route = app.context["_route"]  # Powertools' matched route: its typed parameters, with their descriptions
+    fields = route.dependant.path_params + route.dependant.query_params
+    rule = next((f.field_info.description for f in fields if f.alias == name), None) or "see GET /openapi.json"
+    if first["type"] == "missing":
+        return f"the {where} parameter {name} is missing: {event.http_method} {event.path} needs {rule}"
+    return f"the {where} parameter {name} is not valid ({first['msg']}): {rule}"
 
 
 @app.not_found

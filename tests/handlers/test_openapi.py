@@ -1,20 +1,37 @@
-"""The query handler serves exactly the routes of docs/openapi.yaml, with answers that match its schemas
-(on both index backends: the S3 Vectors answers have null counts, checked as OpenAPI 3.0's `nullable`)."""
+"""docs/openapi.yaml is what scripts/openapi.py generates from the query handler's routes now, the handler serves
+that contract at GET /openapi.json, it serves exactly the documented routes, and its answers match the documented
+schemas (on both index backends: the S3 Vectors answers have null counts, OpenAPI 3.1's `type: [integer, "null"]`)."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import re
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import yaml
-from openapi_schema_validator import OAS30Validator
+from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
-from .conftest import LocalAws, make_image
+from .conftest import FakeContext, LocalAws, load_event, make_image
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
+ROOT = Path(__file__).resolve().parents[2]
+SPEC_PATH = ROOT / "docs" / "openapi.yaml"
 SPEC = yaml.safe_load(SPEC_PATH.read_text())
+SEARCHES = [("post", "/search"), ("get", "/search"), ("get", "/similar/{key}")]
+
+
+def _script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("openapi_script", ROOT / "scripts" / "openapi.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+script = _script()
 OPERATIONS = [(method.upper(), path) for path, item in SPEC["paths"].items() for method in item]
 JSON_OPERATIONS = [
     (method, path)
@@ -26,8 +43,8 @@ JSON_OPERATIONS = [
 
 
 def check(body: object, schema: dict) -> None:
-    """Validate an answer against an OpenAPI 3.0 schema (jsonschema would ignore `nullable`)."""
-    OAS30Validator(schema).validate(body)
+    """Validate an answer against an OpenAPI 3.1 schema (JSON Schema 2020-12 with OpenAPI's formats)."""
+    OAS31Validator(schema).validate(body)
 
 
 def _example_path(path: str) -> str:
@@ -46,6 +63,30 @@ def test_the_openapi_document_is_valid() -> None:
     validate(SPEC)
 
 
+def test_the_committed_document_is_what_the_script_generates_from_the_routes_now(aws: LocalAws) -> None:
+    """Drift: a route, a parameter, a bound (imgsearch.options) or an answer changed without
+    `.venv/bin/python scripts/openapi.py` being run, on either index backend."""
+    assert SPEC_PATH.read_text(encoding="utf-8") == script.render(script.document(aws.query.contract())), (
+        "docs/openapi.yaml is out of date: run .venv/bin/python scripts/openapi.py"
+    )
+
+
+def test_the_api_serves_its_contract_without_the_key_and_it_is_the_committed_documents_source(aws: LocalAws) -> None:
+    event = load_event("apigw_rest_health.json")
+    event.update(path="/openapi.json", queryStringParameters=None, multiValueQueryStringParameters=None)
+    event["headers"].pop("x-api-key")
+    response = aws.query.handler(event, FakeContext())
+    served = json.loads(response["body"])
+    assert response["statusCode"] == 200 and response["multiValueHeaders"]["Content-Type"] == ["application/json"]
+    assert script.document(served) == SPEC  # the committed document is the served one with the answers added
+    assert served["paths"]["/openapi.json"]["get"]["security"] == []
+    for item in served["paths"].values():
+        for operation in item.values():
+            assert "422" not in operation["responses"]  # a refused parameter is a 400 bad_parameter
+            for parameter in operation.get("parameters", []):
+                assert "anyOf" not in parameter["schema"], parameter  # a query string has no null
+
+
 def test_every_handler_route_is_documented_and_every_documented_operation_is_served(aws: LocalAws) -> None:
     routes = aws.query.app._static_routes + aws.query.app._dynamic_routes
     served = {(r.method, r.path) for r in routes}
@@ -56,9 +97,12 @@ def test_every_handler_route_is_documented_and_every_documented_operation_is_ser
         assert any(r.method == method and r.rule.match(_example_path(path)) for r in routes), (method, path)
 
 
-def test_only_the_page_is_public_and_not_json() -> None:
+def test_only_the_page_ping_and_the_contract_are_public_and_only_the_page_is_not_json() -> None:
     assert [(m, p) for m, p in OPERATIONS if (m, p) not in JSON_OPERATIONS] == [("GET", "/")]
-    assert SPEC["paths"]["/"]["get"]["security"] == []
+    public = sorted((m, p) for m, p in OPERATIONS if SPEC["paths"][p][m.lower()].get("security") == [])
+    assert public == [("GET", "/"), ("GET", "/openapi.json"), ("GET", "/ping")]
+    assert SPEC["security"] == [{"apiKey": []}]
+    assert SPEC["components"]["securitySchemes"]["apiKey"] == {"type": "apiKey", "in": "header", "name": "x-api-key"}
 
 
 @pytest.mark.parametrize(("method", "path"), JSON_OPERATIONS)
@@ -144,36 +188,35 @@ def test_documented_parameter_bounds_are_the_ones_the_code_enforces() -> None:
     )
     from imgsearch.search import MAX_K, METRICS
 
-    parameters = SPEC["components"]["parameters"]
-    assert (parameters["k"]["schema"]["minimum"], parameters["k"]["schema"]["maximum"]) == (1, MAX_K)
-    assert (parameters["offset"]["schema"]["minimum"], parameters["offset"]["schema"]["maximum"]) == (
-        0,
-        MAX_OFFSET,
+    for method, path in SEARCHES:
+        operation = SPEC["paths"][path][method]
+        query = {p["name"]: p for p in operation["parameters"] if p["in"] == "query"}
+        assert set(query) == set(QUERY_PARAMETERS), (method, path)
+        schema = {name: parameter["schema"] for name, parameter in query.items()}
+        assert (schema["k"]["minimum"], schema["k"]["maximum"]) == (1, MAX_K)
+        assert (schema["offset"]["minimum"], schema["offset"]["maximum"]) == (0, MAX_OFFSET)
+        assert (schema["min_score"]["minimum"], schema["min_score"]["maximum"]) == MIN_SCORE_RANGE
+        assert schema["metric"] == {"type": "string", "enum": list(METRICS)}
+        assert schema["prefix"] == {"type": "string", "maxLength": MAX_PREFIX_CHARS}
+        assert schema["tag"] == {"type": "string", "maxLength": MAX_TAG_CHARS}
+        assert (schema["expand"]["minimum"], schema["expand"]["maximum"]) == (0, MAX_EXPAND)
+        assert schema["collapse"] == {"type": "boolean"}
+        assert schema["q"] == {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS}
+        assert query["q"]["required"] is (method == "get" and path == "/search")  # words alone need the words
+        assert not any(p["required"] for name, p in query.items() if name != "q")
+    words = SPEC["paths"]["/search"]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    (text,) = [s for s in words["text"]["anyOf"] if s["type"] == "string"]
+    assert (text["minLength"], text["maxLength"]) == (1, MAX_TEXT_CHARS)
+
+
+def test_the_json_body_forbids_other_fields_and_the_raw_image_types_are_documented() -> None:
+    content = SPEC["paths"]["/search"]["post"]["requestBody"]["content"]
+    body = content["application/json"]["schema"]
+    assert (body["type"], body["additionalProperties"], sorted(body["properties"])) == (
+        "object",
+        False,
+        ["image", "key", "text"],
     )
-    score = parameters["min_score"]["schema"]
-    assert (score["minimum"], score["maximum"]) == MIN_SCORE_RANGE
-    assert parameters["metric"]["schema"]["enum"] == list(METRICS)
-    assert parameters["prefix"]["schema"]["maxLength"] == MAX_PREFIX_CHARS
-    assert parameters["tag"]["schema"]["maxLength"] == MAX_TAG_CHARS
-    assert (parameters["expand"]["schema"]["minimum"], parameters["expand"]["schema"]["maximum"]) == (0, MAX_EXPAND)
-    words = SPEC["components"]["schemas"]["Words"]
-    assert parameters["q"]["schema"] == {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS}
-    assert (words["minLength"], words["maxLength"]) == (1, MAX_TEXT_CHARS)
-    (required_q,) = [p for p in SPEC["paths"]["/search"]["get"]["parameters"] if p.get("name") == "q"]
-    assert required_q["required"] and required_q["schema"] == parameters["q"]["schema"]
-    for path in ("/search", "/similar/{key}"):
-        documented = {
-            parameters[p["$ref"].split("/")[-1]]["name"]
-            for p in SPEC["paths"][path][next(iter(SPEC["paths"][path]))]["parameters"]
-            if "$ref" in p
-        }
-        assert documented == set(QUERY_PARAMETERS)
+    from stacks.wiring import BINARY_MEDIA_TYPES
 
-
-def test_the_json_body_forbids_other_fields() -> None:
-    body = SPEC["paths"]["/search"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert [(v["required"], v["additionalProperties"], sorted(v["properties"])) for v in body["oneOf"]] == [
-        (["image"], False, ["image", "text"]),
-        (["key"], False, ["key", "text"]),
-        (["text"], False, ["text"]),
-    ]
+    assert set(content) == {*BINARY_MEDIA_TYPES, "application/json"}  # what the gateway passes as binary

@@ -300,6 +300,9 @@ def test_bad_parameter_messages_name_the_allowed_values(indexed: LocalAws) -> No
     for query, named in [
         ({"metric": ""}, "hybrid, cosine, hamming"),
         ({"k": "+5"}, "from 1 to 1000"),
+        ({"k": "0"}, "from 1 to 1000"),  # refused by the typed parameter first: the core's message all the same
+        ({"metric": "euclid"}, "hybrid, cosine, hamming"),
+        ({"expand": "51"}, "from 0 to 50"),
         ({"offset": "1e20"}, "from 0 to 10000"),
         ({"min_score": "nan"}, "from -1 to 1"),
         ({"colour": "red"}, "k, metric, min_score, prefix, offset"),
