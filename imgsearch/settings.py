@@ -121,7 +121,7 @@ class Flag(Setting[bool]):
         return "true" if self.check(value) else "false"
 
 
-TextForm = Literal["text", "bucket", "index_uri", "vector_index_arn"]
+TextForm = Literal["text", "bucket", "index_uri", "vector_index_arn", "s3_uri"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -311,6 +311,13 @@ MAX_OBJECT_BYTES = Int(
     doc="larger objects are rejected (too_large) without being read whole",
 )
 THUMBNAILS = Flag(env="THUMBNAILS", default=True, doc="write a small JPEG per image beside the index")
+THUMBNAIL_URI = Text(
+    env="THUMBNAIL_URI",
+    example="s3://my-thumbnails-bucket",
+    form="s3_uri",
+    doc="where thumbnails are kept when the index is not on S3 (EFS, S3 Vectors): s3://BUCKET[/PREFIX]; "
+    "unset: beside the index",
+)
 COMPACT_FUNCTION_NAME = Text(
     env="COMPACT_FUNCTION_NAME",
     doc="the compaction function to invoke past COMPACT_AFTER_SEGMENTS (unset: never, as in the local stack)",
@@ -369,6 +376,7 @@ QUERY = FunctionSettings(
         MAX_QUERY_BYTES,
         REFRESH_SECONDS,
         CORS_ORIGINS,
+        THUMBNAIL_URI,
     ),
 )
 INGEST = FunctionSettings(
@@ -384,6 +392,7 @@ INGEST = FunctionSettings(
         CODE_BITS,
         MAX_OBJECT_BYTES,
         THUMBNAILS,
+        THUMBNAIL_URI,
         COMPACT_FUNCTION_NAME,
         COMPACT_AFTER_SEGMENTS,
     ),

@@ -26,6 +26,7 @@ from .errors import ConflictError, ObjectNotFound
 
 MANIFEST = "manifest.json"
 RETIRED_TAG = {"Key": "imgsearch-retired", "Value": "true"}
+THUMBNAIL_PREFIX = "thumbs/"  # thumbnails in a store (imgsearch.thumbnails); the stack grants on it
 
 
 class Store(ABC):

@@ -1,5 +1,7 @@
 """Thumbnails: a small JPEG of each image, made at ingest from the decode the model already did, kept
-beside the index (`thumbs/<object id>/<ETag>.jpg` in its store), and returned as `thumb_url` with hits.
+beside the index (`thumbs/<object id>/<ETag>.jpg` in its store; an index on EFS or S3 Vectors has no S3 store
+to presign from, so the stack gives those a bucket of their own, THUMBNAIL_URI), and returned as `thumb_url`
+with hits.
 
 Named by object and ETag, a thumbnail never needs a lookup: a hit names its own, and a new version of an
 object gets a new one. Thumbnails of deleted or overwritten versions are left in place (about 5 KB
@@ -18,11 +20,11 @@ from PIL import Image
 
 from .keytable import object_id
 from .segment import ObjectRef
-from .store import Store
+from .store import THUMBNAIL_PREFIX, Store, open_store
 
 THUMB_SIDE = 160  # pixels on the long side: the page's grid cells are 170 px wide
 THUMB_QUALITY = 80  # JPEG quality: ~5 KB for a photo at 160 px
-PREFIX = "thumbs/"
+PREFIX = THUMBNAIL_PREFIX
 
 
 def thumbnail(image: Image.Image, *, side: int = THUMB_SIDE, quality: int = THUMB_QUALITY) -> bytes:
@@ -32,6 +34,12 @@ def thumbnail(image: Image.Image, *, side: int = THUMB_SIDE, quality: int = THUM
     out = io.BytesIO()
     small.save(out, "JPEG", quality=quality, optimize=False)
     return out.getvalue()
+
+
+def store(location: str, beside: Store | None) -> Store | None:
+    """Where thumbnails are kept: `location` (s3://BUCKET[/PREFIX], a bucket of their own for an index on
+    EFS or S3 Vectors) when given, else `beside` (the index's own store, or None: the backend has none)."""
+    return open_store(location) if location else beside
 
 
 def folder(bucket: str, key: str) -> str:

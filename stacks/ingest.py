@@ -97,6 +97,7 @@ class Ingest(Construct):
                 watch_suffixes=suffixes,
                 index_backend=storage.index_backend,
                 vector_index_arn=storage.vector_index_arn,
+                thumbnail_uri=storage.thumbnail_uri,
             ),
             description="imgsearch ingest: S3 notifications → embeddings → one index segment per batch",
         )
@@ -112,6 +113,7 @@ class Ingest(Construct):
         )
         storage.grant_image_reads(self.function)
         storage.grant_index_access(self.function, write=True)
+        storage.grant_thumbnails(self.function, write=True)
         self._file_system = storage.file_system
 
     def trigger_compaction(self, compaction: lambda_.IFunction, *, after_segments: int) -> None:

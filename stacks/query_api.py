@@ -60,11 +60,13 @@ class QueryApi(Construct):
                 watch_suffixes=watch_suffixes,
                 index_backend=storage.index_backend,
                 vector_index_arn=storage.vector_index_arn,
+                thumbnail_uri=storage.thumbnail_uri,
             ),
             description="imgsearch query: REST API → embed, search segments, presigned URLs",
         )
         storage.grant_image_reads(self.function)  # presigned GET URLs are signed with this role
         storage.grant_index_access(self.function, write=False)
+        storage.grant_thumbnails(self.function, write=False)  # thumbnail URLs are presigned with this role
 
         access_logs = logs.LogGroup(
             self, "AccessLogs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY

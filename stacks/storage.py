@@ -15,7 +15,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from imgsearch.store import RETIRED_TAG  # the tag compaction puts on superseded index objects
+from imgsearch.store import RETIRED_TAG, THUMBNAIL_PREFIX  # superseded objects' tag; thumbnails
 
 from .filesystem import IndexFileSystem
 from .nag import suppress
@@ -68,11 +68,16 @@ class Storage(Construct):
         self.index: s3.Bucket | None = None
         self.file_system: IndexFileSystem | None = None
         self.vectors: VectorIndex | None = None
+        # Thumbnails live beside an index on S3; an EFS or S3 Vectors index gets a bucket of its own for them
+        # (the page loads them by presigned URL, which only S3 gives).
+        self.thumbnails: s3.Bucket | None = None
         if index_backend == "s3vectors":
             self.vectors = VectorIndex(self, "VectorIndex", dimension=vector_dimension)
+            self.thumbnails = self._thumbnails_bucket()
             return
         if index_store == "efs":
             self.file_system = IndexFileSystem(self, "IndexFileSystem")
+            self.thumbnails = self._thumbnails_bucket()
             return
         self.index = self._private_bucket(
             "Index",
@@ -181,6 +186,42 @@ class Storage(Construct):
                 "limited to it."
             },
             applies_to={"AwsSolutions-IAM5": [f"Resource::<{index}.Arn>/{INDEX_PREFIX}/*"]},
+        )
+
+    def _thumbnails_bucket(self) -> s3.Bucket:
+        return self._private_bucket(
+            "Thumbnails",
+            server_access_logs_bucket=self._access_logs(),
+            server_access_logs_prefix="thumbnails/",
+            lifecycle_rules=[
+                s3.LifecycleRule(id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(1))
+            ],
+        )
+
+    @property
+    def thumbnail_uri(self) -> str:
+        """Where thumbnails are kept when not beside the index ("" : beside it, on the index bucket)."""
+        return f"s3://{self.thumbnails.bucket_name}" if self.thumbnails is not None else ""
+
+    def grant_thumbnails(self, function: iam.IGrantable, *, write: bool) -> None:
+        """Thumbnails in their own bucket (EFS, S3 Vectors): write them (ingest) or read them (query, to presign).
+
+        Beside an index on S3, grant_index_access covers them already.
+        """
+        if self.thumbnails is None:
+            return
+        pattern = f"{THUMBNAIL_PREFIX}*"
+        function.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObject"] if write else ["s3:GetObject"],
+                resources=[self.thumbnails.arn_for_objects(pattern)],
+            )
+        )
+        bucket = Stack.of(self).get_logical_id(self.thumbnails.node.default_child)  # type: ignore[arg-type]
+        suppress(
+            function,  # type: ignore[arg-type]
+            {"AwsSolutions-IAM5": "One thumbnail per image version, named by object id and ETag under thumbs/."},
+            applies_to={"AwsSolutions-IAM5": [f"Resource::<{bucket}.Arn>/{pattern}"]},
         )
 
     def _private_bucket(self, construct_id: str, **settings: Any) -> s3.Bucket:

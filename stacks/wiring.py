@@ -57,6 +57,11 @@ def _backend_values(index_backend: str, vector_index_arn: str) -> dict[Setting[A
     return {settings.INDEX_BACKEND: index_backend, settings.VECTOR_INDEX_ARN: vector_index_arn}
 
 
+def _thumbnail_values(thumbnail_uri: str) -> dict[Setting[Any], Any]:
+    """Where thumbnails are kept when the index is not on S3 ("" : beside the index, no variable)."""
+    return {settings.THUMBNAIL_URI: thumbnail_uri} if thumbnail_uri else {}
+
+
 def _index_uri_values(index_uri: str) -> dict[Setting[Any], Any]:
     """Where the segment index is ("" with an S3 Vectors index: no INDEX_URI)."""
     return {settings.INDEX_URI: index_uri} if index_uri else {}
@@ -133,6 +138,7 @@ def ingest_environment(
     watch_suffixes: Sequence[str] = (),
     index_backend: str = "segments",
     vector_index_arn: str = "",
+    thumbnail_uri: str = "",
 ) -> dict[str, str]:
     return settings.INGEST.environment(
         {
@@ -140,6 +146,7 @@ def ingest_environment(
             settings.CODE_BITS: code_bits,
             **_watch_values(watch_prefixes, watch_suffixes),
             **_backend_values(index_backend, vector_index_arn),
+            **_thumbnail_values(thumbnail_uri),
         }
     )
 
@@ -167,6 +174,7 @@ def query_environment(
     watch_suffixes: Sequence[str] = (),
     index_backend: str = "segments",
     vector_index_arn: str = "",
+    thumbnail_uri: str = "",
 ) -> dict[str, str]:
     return settings.QUERY.environment(
         {
@@ -177,6 +185,7 @@ def query_environment(
             settings.PRESIGN_SECONDS: presign_seconds,
             settings.CORS_ORIGINS: tuple(cors_origins),
             **_backend_values(index_backend, vector_index_arn),
+            **_thumbnail_values(thumbnail_uri),
         }
     )
 

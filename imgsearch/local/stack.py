@@ -194,6 +194,7 @@ def handler_environments(
     index_backend: str,
     vector_index_arn: str,
     model_dir: str,
+    thumbnail_uri: str = "",
 ) -> dict[Any, dict[str, str]]:
     """Each handler's environment (stacks.wiring.FunctionSpec → variables), built from the stage settings
     (`config`, a stacks.config.StageConfig) by the builders the CDK constructs use, as the CDK stack sets it
@@ -201,7 +202,7 @@ def handler_environments(
     With an S3 Vectors index there is no compaction function, as in the CDK stack."""
     from stacks import wiring
 
-    backend = {"index_backend": index_backend, "vector_index_arn": vector_index_arn}
+    backend = {"index_backend": index_backend, "vector_index_arn": vector_index_arn, "thumbnail_uri": thumbnail_uri}
     environments = {
         wiring.INGEST: wiring.ingest_environment(
             index_uri=index_uri,
@@ -316,9 +317,12 @@ class LocalStack:
         sqs = boto3.client("sqs", endpoint_url=self.endpoint, region_name=REGION)
         s3.create_bucket(Bucket=o.bucket)
         self.vector_index_arn = ""
+        self.thumbnail_uri = ""  # beside the index, but for S3 Vectors: a bucket of their own, as the stack makes
         if vectors:
             self.index_uri = ""  # no segment index: the functions get VECTOR_INDEX_ARN instead
             self.vector_index_arn = self._create_vector_index(model_dir)
+            s3.create_bucket(Bucket=f"{o.bucket}-thumbnails")
+            self.thumbnail_uri = f"s3://{o.bucket}-thumbnails"
         elif data is None:
             index_bucket = f"{o.bucket}-index"
             s3.create_bucket(Bucket=index_bucket)
@@ -377,10 +381,11 @@ class LocalStack:
             index_backend=o.index_backend,
             vector_index_arn=self.vector_index_arn,
             model_dir=str(model_dir),
+            thumbnail_uri=self.thumbnail_uri,
         )
         base = dict(os.environ)
         # only the stack says where the index is
-        where = (settings.INDEX_URI.env, settings.INDEX_BACKEND.env, settings.VECTOR_INDEX_ARN.env)
+        where = (settings.INDEX_URI.env, settings.INDEX_BACKEND.env, settings.VECTOR_INDEX_ARN.env, settings.THUMBNAIL_URI.env)
         inherited = {name: value for name, value in base.items() if name not in where}
         for spec, environment in environments.items():
             os.environ.clear()

@@ -117,6 +117,14 @@ def index_uri(name: str = "INDEX_URI", *, env: Mapping[str, str] | None = None) 
     )
 
 
+def s3_uri(name: str, *, env: Mapping[str, str] | None = None) -> str:
+    """An optional `s3://bucket[/prefix]` ("" when unset)."""
+    value = optional(name, "", env=env)
+    if value and not (value.startswith("s3://") and value[5:].partition("/")[0]):
+        raise ConfigError(f"{name}={value!r} is not s3://BUCKET[/PREFIX] (leave it unset to keep them beside the index)")
+    return value
+
+
 def bucket_name(name: str, *, env: Mapping[str, str] | None = None) -> str:
     value = required(name, example="my-images-bucket", env=env)
     if value.startswith("s3://") or "/" in value:
@@ -155,6 +163,8 @@ def read(setting: definitions.Setting[T], *, env: Mapping[str, str] | None = Non
         value = items(setting.env, pattern=setting.pattern, hint=setting.hint, env=env)
     elif isinstance(setting, definitions.Text) and setting.form == "index_uri":
         value = index_uri(setting.env, env=env)
+    elif isinstance(setting, definitions.Text) and setting.form == "s3_uri":
+        value = s3_uri(setting.env, env=env)
     elif isinstance(setting, definitions.Text) and setting.form == "vector_index_arn":
         value = vector_index_arn(setting.env, env=env)
     elif isinstance(setting, definitions.Text) and setting.form == "bucket":

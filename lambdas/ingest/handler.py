@@ -41,6 +41,7 @@ MODEL_DIR = config.read(settings.MODEL_DIR)
 CODE_BITS = config.read(settings.CODE_BITS)  # a multiple of 8
 MAX_OBJECT_BYTES = config.read(settings.MAX_OBJECT_BYTES)
 THUMBNAILS = config.read(settings.THUMBNAILS)  # a small JPEG per image beside the index (imgsearch.thumbnails)
+THUMBNAIL_URI = config.read(settings.THUMBNAIL_URI)  # … or in a bucket of their own (EFS, S3 Vectors)
 # Compaction on demand (besides its schedule): unset function name → never invoked (the local stack).
 COMPACT_FUNCTION = config.read(settings.COMPACT_FUNCTION_NAME)
 COMPACT_AFTER_SEGMENTS = config.read(settings.COMPACT_AFTER_SEGMENTS)  # 0: off
@@ -53,6 +54,7 @@ s3 = boto3.client("s3")
 lambda_client = boto3.client("lambda")
 embedder = Embedder.load(Path(MODEL_DIR))
 backend = open_backend(INDEX_LOCATION)  # SegmentBackend(ImageIndex.open(...)) or S3VectorsBackend.open(...)
+THUMB_STORE = thumbnails.store(THUMBNAIL_URI, backend.thumbnail_store()) if THUMBNAILS else None
 _ensured = False
 
 
@@ -144,7 +146,7 @@ def flush(work: Invocation) -> dict[str, Any]:
         _ensured = True
     started = time.perf_counter()
     # One forward pass: the features and, when the model has its classifier head, each image's top concepts.
-    thumbs = backend.thumbnail_store() if THUMBNAILS else None
+    thumbs = THUMB_STORE
     embedded = embedder.embed_all(
         lambda i: work.images[i], len(work.images), concepts=embedder.has_concepts, thumbnails=thumbs is not None
     )

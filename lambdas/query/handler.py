@@ -130,7 +130,7 @@ s3 = boto3.client("s3", config=Config(signature_version="s3v4"))
 embedder = Embedder.load(Path(MODEL_DIR))
 # SegmentBackend(ImageIndex.open(...), refresh_seconds=...) or S3VectorsBackend.open(..., bucket=IMAGES_BUCKET)
 backend = open_backend(INDEX_LOCATION, bucket=IMAGES_BUCKET, refresh_seconds=REFRESH_SECONDS)
-_thumbs = backend.thumbnail_store()
+_thumbs = thumbnails.store(config.read(settings.THUMBNAIL_URI), backend.thumbnail_store())
 THUMB_STORE = _thumbs if isinstance(_thumbs, S3Store) else None  # an EFS or local store cannot be presigned
 
 

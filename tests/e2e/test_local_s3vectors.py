@@ -63,6 +63,8 @@ def test_uploads_are_found_by_image(vectors: Stack) -> None:
         hits = vectors.search_image(data)
         assert hits[0]["key"] == key and hits[0]["score"] > 0.99, hits[:2]
         assert len(hits) == 5 and hits[0]["url"].startswith(vectors.s3_endpoint)
+        # thumbnails in a bucket of their own, as the CDK stack gives an index off S3
+        assert all(f"/{BUCKET}-thumbnails/thumbs/" in h["thumb_url"] for h in hits), hits[:2]
 
 
 def test_search_by_key_and_more_like_this(vectors: Stack) -> None:

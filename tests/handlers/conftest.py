@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 BACKENDS = ("segments", "s3vectors")
 VECTOR_INDEX = "s3vectors://imgsearch-vectors-test/images"
+THUMBNAILS_BUCKET = "imgsearch-thumbnails-test"  # the S3 Vectors handlers' THUMBNAIL_URI
 
 
 def segments_only(reason: str) -> pytest.MarkDecorator:
@@ -306,9 +307,11 @@ def local_aws_s3vectors(local_aws: LocalAws) -> Iterator[LocalAws]:
 
     index = S3VectorsBackend.open(VECTOR_INDEX, endpoint_url=local_aws.endpoint, region=REGION)
     index.create(dimension=ModelSpec.load(default_model_dir()).output_dim)
+    local_aws.s3.create_bucket(Bucket=THUMBNAILS_BUCKET)  # as the stack gives an index off S3 (storage.py)
     environment = {
         **{name: value for name, value in os.environ.items() if name != "INDEX_URI"},
         **backend_environment(index_backend="s3vectors", vector_index_arn=index.info()["indexArn"]),
+        "THUMBNAIL_URI": f"s3://{THUMBNAILS_BUCKET}",
     }
     modules = {name: load_handler(name, environment, suffix="s3vectors") for name in ("ingest", "query")}
     yield dataclasses.replace(local_aws, **modules, backend="s3vectors")

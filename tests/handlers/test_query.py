@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from .conftest import LocalAws, make_image, s3vectors_only, segments_only
+from .conftest import THUMBNAILS_BUCKET, LocalAws, make_image, s3vectors_only, segments_only
 
 
 @pytest.fixture
@@ -627,25 +627,29 @@ def test_collapse_on_s3vectors_is_a_400_naming_the_backend(indexed: LocalAws) ->
 # --- thumbnails ---------------------------------------------------------------------------------------------
 
 
-@segments_only("thumbnails are kept beside a segment index; S3 Vectors has no store for them (below)")
 def test_hits_carry_a_thumbnail_made_at_ingest(indexed: LocalAws) -> None:
+    """Beside a segment index on S3; in THUMBNAIL_URI's bucket for S3 Vectors (the stack's thumbnails bucket)."""
     import io
 
     from PIL import Image
 
     status, body = indexed.api("apigw_rest_similar.json", path="/similar/set/0.png", key="set/0.png", query={"k": "4"})
     assert status == 200
+    where = indexed.index_bucket if indexed.backend == "segments" else THUMBNAILS_BUCKET
     for hit in body["results"]:
-        assert "/thumbs/" in hit["thumb_url"] and hit["etag"] in hit["thumb_url"]
+        assert "/thumbs/" in hit["thumb_url"] and hit["etag"] in hit["thumb_url"] and where in hit["thumb_url"]
         with urllib.request.urlopen(hit["thumb_url"]) as fetched:  # moto on 127.0.0.1
             thumb = Image.open(io.BytesIO(fetched.read()))
         assert thumb.format == "JPEG" and max(thumb.size) <= 160
 
 
-@s3vectors_only
-def test_hits_on_s3vectors_have_no_thumbnail(indexed: LocalAws) -> None:
-    status, body = indexed.api("apigw_rest_similar.json", path="/similar/set/0.png", key="set/0.png", query={"k": "2"})
-    assert status == 200 and all("thumb_url" not in hit for hit in body["results"])
+def test_without_a_thumbnail_location_an_index_with_no_store_of_its_own_keeps_none() -> None:
+    from imgsearch import thumbnails
+    from imgsearch.store import S3Store
+
+    assert thumbnails.store("", None) is None  # S3 Vectors without THUMBNAIL_URI: hits carry no thumb_url
+    kept = thumbnails.store("s3://thumbs-bucket/p", None)
+    assert isinstance(kept, S3Store) and (kept.bucket, kept.prefix) == ("thumbs-bucket", "p")
 
 
 def test_ping_says_up_and_ready_and_nothing_more(indexed: LocalAws) -> None:

@@ -148,7 +148,8 @@ def test_functions_may_mount_and_write_through_the_access_point(template: Templa
 
 def test_no_index_bucket_and_no_lifecycle_rule_on_efs(template: Template) -> None:
     buckets = template.find_resources("AWS::S3::Bucket")
-    assert len(buckets) == 2  # images and access logs
+    assert len(buckets) == 3  # images, access logs, and thumbnails (tests/infra/test_thumbnails.py): no index
+    assert not [name for name in buckets if name.startswith("StorageIndex")]
     assert "imgsearch-retired" not in json.dumps(buckets)
     assert "s3:PutObjectTagging" not in json.dumps(template.find_resources("AWS::IAM::Policy"))
     outputs = template.find_outputs("*")

@@ -100,10 +100,11 @@ def test_an_existing_bucket_is_imported_not_created(existing: Template) -> None:
     }
 
 
-def test_an_existing_bucket_with_the_index_on_efs_leaves_no_bucket_to_log(synth) -> None:
+def test_an_existing_bucket_with_the_index_on_efs_makes_only_the_thumbnails_bucket_and_its_log(synth) -> None:
     _, template = synth(imagesBucket=BUCKET, indexStore="efs")
-    template.resource_count_is("AWS::S3::Bucket", 0)  # no images, no index bucket: no access-log bucket
-    template.resource_count_is("AWS::S3::BucketPolicy", 0)
+    buckets = template.find_resources("AWS::S3::Bucket")  # no images, no index bucket
+    assert sorted(name.removeprefix("Storage")[:10] for name in buckets) == ["AccessLogs", "Thumbnails"]
+    template.resource_count_is("AWS::S3::BucketPolicy", 2)  # TLS only, on those two
 
 
 def test_existing_bucket_notifications_are_unmanaged_and_one_per_prefix_suffix_and_event(

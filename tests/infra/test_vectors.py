@@ -112,7 +112,7 @@ def test_the_dimension_follows_context(synth) -> None:
 def test_no_index_bucket_and_no_compaction(template: Template) -> None:
     assert set(_functions(template)) == {INGEST, QUERY}
     template.resource_count_is("AWS::Events::Rule", 0)
-    template.resource_count_is("AWS::S3::Bucket", 2)  # images and access logs; no index bucket
+    template.resource_count_is("AWS::S3::Bucket", 3)  # images, access logs, thumbnails (test_thumbnails.py); no index
     outputs = template.to_json()["Outputs"]
     assert "IndexBucketName" not in outputs and "IndexUri" not in outputs
     assert outputs["VectorIndexArn"]["Value"] == {"Fn::GetAtt": [_index_logical_id(template), "IndexArn"]}
@@ -140,7 +140,9 @@ def test_each_function_gets_only_its_vector_actions_on_the_index(
     assert [(_actions(s), s["Resource"]) for s in vector] == [(sorted(wanted), arn)]
     assert not any("Condition" in s for s in vector)
     index_bucket_actions = {"s3:PutObject", "s3:PutObjectTagging", "s3:GetObjectTagging"}
-    assert not index_bucket_actions & {a for s in statements for a in _actions(s)}
+    # writes go only to the thumbnails bucket (tests/infra/test_thumbnails.py): there is no index bucket
+    elsewhere = [s for s in statements if "StorageThumbnails" not in json.dumps(s["Resource"])]
+    assert not index_bucket_actions & {a for s in elsewhere for a in _actions(s)}
 
 
 def test_the_default_backend_has_no_vector_resources(synth) -> None:
