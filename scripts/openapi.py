@@ -178,9 +178,9 @@ schemas:
       thumb_url:
         type: string
         description: |
-          presigned GET URL of a JPEG thumbnail (160 px on its long side) made at ingest and kept beside the index;
-          only with a segment index on S3 (not on EFS or S3 Vectors), and it may not exist for images indexed before
-          thumbnails were made (the page then shows `url`)
+          presigned GET URL of a JPEG thumbnail (160 px on its long side) made at ingest and kept beside the index
+          (an index on EFS or S3 Vectors: in the stack's thumbnails bucket); absent when the function has no S3 store
+          for them, and it may not exist for images indexed before thumbnails were made (the page then shows `url`)
       size: {type: integer}
       etag: {type: string}
       tags:
