@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from . import settings
 from .concepts import TOP_K, TopConcepts
 from .encode import DEFAULT_BITS
 from .errors import BadParameter, IndexNotFound
@@ -34,7 +35,7 @@ from .writer import BatchWriter
 if TYPE_CHECKING:
     from .text import TextQuery
 
-BACKENDS = ("segments", "s3vectors")
+BACKENDS = settings.INDEX_BACKENDS
 S3VECTORS_SCHEME = "s3vectors://"
 
 

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from . import settings
 from .encode import MIN_FIT
 from .errors import BadParameter
 from .manifest import Manifest, SegmentInfo
@@ -29,10 +30,10 @@ from .segment import HNSW_MIN
 if TYPE_CHECKING:
     from .index import ImageIndex
 
-MAX_BASE = 1_000_000  # entries in one segment at most (docs/BENCHMARKS.md: the largest merge fits a Lambda)
+MAX_BASE = settings.MAX_BASE.default  # entries in one segment at most (docs/BENCHMARKS.md: the largest merge fits a Lambda)
 TIER_UNIT = 1_000  # segments smaller than this are tier 0
 TIER_FACTOR = 8
-MERGE_AT = 4
+MERGE_AT = settings.MERGE_AT.default
 
 
 @dataclass(frozen=True, kw_only=True)

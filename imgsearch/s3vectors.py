@@ -41,6 +41,7 @@ from .options import SearchOptions
 from .search import Hit
 from .segment import ObjectRef, Rejection, normalise_sequencer
 from .tagging import TagNames
+from .vectorspec import DATA_TYPE, METRIC, NON_FILTERABLE  # the index's fixed parameters (also the stack's)
 
 if TYPE_CHECKING:
     from .text import TextQuery
@@ -55,9 +56,6 @@ MAX_REQUEST_BYTES = 20 * 1024 * 1024  # request payload
 PAYLOAD_BUDGET = 18 * 1024 * 1024  # what a PutVectors call may take by our estimate
 FILTERABLE_BYTES = 2048  # filterable metadata per vector
 FILTERABLE_BUDGET = 1900  # what we let filterable metadata take (JSON bytes), leaving a margin
-NON_FILTERABLE = ("etag", "size", "sequencer", "time", "model")  # declared at index creation (≤ 10)
-METRIC = "cosine"
-DATA_TYPE = "float32"
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _ARN = re.compile(

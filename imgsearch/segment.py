@@ -33,7 +33,7 @@ import imgsearch._onnx_first  # noqa: F401  # isort: skip  # onnxruntime before 
 from usearch.index import Index
 from usearch.index import search as exact_search
 
-from . import graphrows
+from . import graphrows, settings
 from .concepts import TopConcepts
 from .encode import Encoder
 from .keytable import SEQUENCER_WIDTH, KeyTable, normalise_sequencer, object_id
@@ -43,7 +43,7 @@ __all__ = ["SEQUENCER_WIDTH", "KeyTable", "normalise_sequencer", "object_id"]  #
 
 FORMAT = 2  # of query.npz: 1 had JSON key tables (still read), 2 has columnar ones (keytable.py)
 
-HNSW_MIN = 50_000  # segments at least this large get HNSW graphs (see docs/BENCHMARKS.md)
+HNSW_MIN = settings.HNSW_MIN.default  # segments at least this large get HNSW graphs (see docs/BENCHMARKS.md)
 CONNECTIVITY = 16
 EXPANSION_ADD = 40  # 64 built 800k rows in 470 s on 2 cores; see docs/BENCHMARKS.md (scale)
 FLOAT_DTYPES = ("i8", "f16")  # of a float graph: i8 (rotated; no separate floats) or f16 (with them)

@@ -203,7 +203,7 @@ class FunctionSettings:
 
 # --- shared by the functions ----------------------------------------------------------------------------
 
-INDEX_BACKENDS = ("segments", "s3vectors")  # the same as imgsearch.backend.BACKENDS (tests/unit/test_settings.py)
+INDEX_BACKENDS = ("segments", "s3vectors")  # imgsearch.backend.BACKENDS is this
 
 POWERTOOLS_SERVICE_NAME = Text(
     env="POWERTOOLS_SERVICE_NAME", default="imgsearch", doc="service name in logs and traces", read_by="Powertools"
@@ -334,8 +334,8 @@ COMPACT_AFTER_SEGMENTS = Int(
 # --- compaction -----------------------------------------------------------------------------------------
 
 COMPACT_THREADS = Int(env="COMPACT_THREADS", default=0, low=0, high=64, doc="threads for merges (0: all cores)")
-# The next three are the core's defaults (imgsearch.segment.HNSW_MIN, imgsearch.maintain.MAX_BASE and MERGE_AT),
-# which import usearch: tests/unit/test_settings.py holds them equal.
+# The next three are the core's defaults too: imgsearch.segment.HNSW_MIN, imgsearch.maintain.MAX_BASE and MERGE_AT
+# are these definitions' defaults.
 HNSW_MIN = Int(
     env="HNSW_MIN", default=50_000, low=1, high=1 << 40, doc="segments at least this large get HNSW graphs"
 )

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from imgsearch import settings
+from imgsearch import settings, vectorspec
 from imgsearch.options import QUERY_PARAMETERS
 from imgsearch.settings import FunctionSettings, Setting, SettingError
 
@@ -35,11 +35,10 @@ EFS_POSIX_ID = "1001"  # uid and gid the functions act as on the file system (an
 
 # The index on Amazon S3 Vectors (context indexBackend=s3vectors): one vector per object, found by the
 # index ARN. The index is created like imgsearch.s3vectors creates it (S3VectorsBackend.create).
-# Copies of imgsearch.s3vectors' DATA_TYPE, METRIC and NON_FILTERABLE (tests/infra/test_vectors.py holds them
-# equal): that module imports usearch and onnxruntime, which the CDK app does not load.
-VECTOR_DATA_TYPE = "float32"
-VECTOR_DISTANCE_METRIC = "cosine"
-VECTOR_NON_FILTERABLE_KEYS = ("etag", "size", "sequencer", "time", "model")
+# The index's fixed parameters, the core's own (imgsearch.vectorspec, which imports nothing).
+VECTOR_DATA_TYPE = vectorspec.DATA_TYPE
+VECTOR_DISTANCE_METRIC = vectorspec.METRIC
+VECTOR_NON_FILTERABLE_KEYS = vectorspec.NON_FILTERABLE
 VECTOR_INGEST_ACTIONS = ("s3vectors:PutVectors", "s3vectors:DeleteVectors", "s3vectors:GetVectors")
 # QueryVectors with a filter or returnMetadata also needs GetVectors (S3 Vectors API reference).
 VECTOR_QUERY_ACTIONS = ("s3vectors:QueryVectors", "s3vectors:GetVectors")

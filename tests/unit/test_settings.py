@@ -67,7 +67,8 @@ def test_the_stage_sets_each_context_key_through_one_setting() -> None:
 
 
 def test_the_defaults_are_the_core_constants_they_stand_for() -> None:
-    """Settings whose defaults live in core modules that import usearch (so settings cannot import them)."""
+    """The core modules that import usearch take these defaults from the settings (one home); the light ones
+    (encode, options) are where the settings take theirs."""
     from imgsearch.backend import BACKENDS
     from imgsearch.encode import DEFAULT_BITS, MIN_FIT
     from imgsearch.maintain import MAX_BASE, MERGE_AT
