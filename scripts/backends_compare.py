@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from benchlib import RESULTS, say
 
-import imgsearch  # noqa: F401  (onnxruntime before usearch)
+import imgsearch._onnx_first  # noqa: F401  (onnxruntime before usearch)
 from imgsearch.backend import Batch, SegmentBackend
 from imgsearch.export import export_index
 from imgsearch.index import ImageIndex

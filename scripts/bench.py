@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from benchlib import RESULTS, average_precision, read_zip, say
 
-import imgsearch  # noqa: F401  (loads onnxruntime before usearch)
+import imgsearch._onnx_first  # noqa: F401  (onnxruntime before usearch)
 from imgsearch.embed import Embedder
 from imgsearch.encode import fit_itq
 from imgsearch.index import ImageIndex

@@ -61,7 +61,7 @@ def main() -> None:
     import boto3
     from moto.server import ThreadedMotoServer
 
-    import imgsearch  # noqa: F401  (onnxruntime before usearch)
+    import imgsearch._onnx_first  # noqa: F401  (onnxruntime before usearch)
     from imgsearch.embed import Embedder
     from imgsearch.index import ImageIndex
     from imgsearch.segment import ObjectRef

@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     args = parser.parse_args()
     say("command", " ".join(sys.argv))
-    import imgsearch  # noqa: F401  (onnxruntime before usearch)
+    import imgsearch._onnx_first  # noqa: F401  (onnxruntime before usearch)
     from imgsearch.duplicates import find_duplicates, find_pairs
     from imgsearch.index import ImageIndex
     from imgsearch.search import Searcher

@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--raw", type=Path, default=Path("bench-out/cifar-raw.npy"))
     args = parser.parse_args()
     print(f"command: {' '.join(sys.argv)}")
-    import imgsearch  # noqa: F401  (onnxruntime before usearch)
+    import imgsearch._onnx_first  # noqa: F401  (onnxruntime before usearch)
     from imgsearch.index import ImageIndex
     from imgsearch.search import EXPANSION_SEARCH, Searcher, graph_expansion
 

@@ -19,7 +19,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import imgsearch  # noqa: E402,F401  (onnxruntime before usearch)
+import imgsearch._onnx_first  # noqa: E402,F401  (onnxruntime before usearch)
 from imgsearch.index import ImageIndex  # noqa: E402
 from imgsearch.segment import CONNECTIVITY, EXPANSION_ADD, quantise, random_rotation  # noqa: E402
 from imgsearch.store import LocalStore  # noqa: E402

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 from benchlib import RESULTS, say
 
-import imgsearch  # noqa: F401  (onnxruntime before usearch)
+import imgsearch._onnx_first  # noqa: F401  (onnxruntime before usearch)
 from imgsearch.concepts import ConceptHead, TopConcepts, top_concepts
 from imgsearch.encode import fit_itq
 from imgsearch.modelspec import ModelSpec, default_model_dir

@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import RESULTS, average_precision, say
 from quality_levers import expanded, hamming_scores, load_corel, mean_ap, unit
 
-import imgsearch  # noqa: F401  (onnxruntime before usearch)
+import imgsearch._onnx_first  # noqa: F401  (onnxruntime before usearch)
 from imgsearch.encode import fit_itq
 from imgsearch.modelspec import default_model_dir
 

@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--prefix", default="imgsearch-s3-read-bench")
     args = parser.parse_args()
     print(f"command: {' '.join(sys.argv)}")
-    import imgsearch  # noqa: F401  (onnxruntime before usearch)
+    import imgsearch._onnx_first  # noqa: F401  (onnxruntime before usearch)
     from imgsearch import s3read
     from imgsearch.store import S3Store
 

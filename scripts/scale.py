@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-import imgsearch  # noqa: E402,F401  (onnxruntime before usearch)
+import imgsearch._onnx_first  # noqa: E402,F401  (onnxruntime before usearch)
 from imgsearch import maintain  # noqa: E402
 from imgsearch.index import ImageIndex  # noqa: E402
 from imgsearch.modelspec import ModelSpec, default_model_dir  # noqa: E402

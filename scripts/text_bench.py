@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from benchlib import RESULTS, average_precision, read_zip, say
 
-import imgsearch  # noqa: F401  (loads onnxruntime first)
+import imgsearch._onnx_first  # noqa: F401  (onnxruntime before usearch)
 from imgsearch.concepts import (
     ConceptHead,
     ConceptQuery,

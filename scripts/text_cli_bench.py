@@ -135,7 +135,7 @@ def image_and_text(location: Path, folder: Path, labels: dict[str, str], query_k
 
 def latency(location: Path, texts: list[str], image: Path, threads: int) -> None:
     """The search step of a text query in-process: words → concepts (MiniLM) → hits, on a warm Searcher."""
-    import imgsearch  # noqa: F401  (onnxruntime before usearch)
+    import imgsearch._onnx_first  # noqa: F401  (onnxruntime before usearch)
     from imgsearch.concepts import NoConceptMatches
     from imgsearch.embed import Embedder
     from imgsearch.index import ImageIndex
@@ -171,7 +171,7 @@ def tag_cost(location: Path, image_paths: list[Path], threads: int, rounds: int 
     """Image queries with tags on the hits (concepts stored: the default) against the same Searcher with
     tags off (an empty vocabulary), alternating, same index, same query vectors: what stored concepts
     add to a query."""
-    import imgsearch  # noqa: F401  (onnxruntime before usearch)
+    import imgsearch._onnx_first  # noqa: F401  (onnxruntime before usearch)
     from imgsearch.concepts import Vocabulary
     from imgsearch.embed import Embedder
     from imgsearch.index import ImageIndex

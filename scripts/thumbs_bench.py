@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     print(f"command: {' '.join(sys.argv)}")
-    import imgsearch  # noqa: F401  (onnxruntime before usearch)
+    import imgsearch._onnx_first  # noqa: F401  (onnxruntime before usearch)
     from imgsearch.embed import Embedder
 
     with zipfile.ZipFile(args.datasets / "corel1k.zip") as archive:

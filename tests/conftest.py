@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 
-import imgsearch  # noqa: F401  # loads onnxruntime before usearch (see imgsearch/__init__.py)
+import imgsearch._onnx_first  # noqa: F401  (onnxruntime before usearch)
 from imgsearch.modelspec import ModelSpec
 
 DIM = 64

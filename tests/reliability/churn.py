@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-import imgsearch  # noqa: F401  # onnxruntime before usearch
+import imgsearch._onnx_first  # noqa: F401  (onnxruntime before usearch)
 from imgsearch.errors import BadParameter
 from imgsearch.index import ImageIndex
 from imgsearch.modelspec import ModelSpec
