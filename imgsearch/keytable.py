@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -103,6 +104,58 @@ class Strings:
         return match
 
 
+MD5_HEX = re.compile(r"[0-9a-f]{32}")  # the ETag of a single-part upload (not SSE-KMS): an MD5 as hex
+
+
+@dataclass(frozen=True, eq=False)
+class Digests:
+    """n ETags that are each an MD5 in 32 lowercase hex digits, kept as 16 bytes each (not 32 + an offset).
+
+    Most S3 objects have such an ETag; a table with any other (multipart "…-N", an SSE-KMS ETag, none at all)
+    keeps its ETags as Strings instead. `etags(values)` picks.
+    """
+
+    raw: np.ndarray  # (n, 16) uint8
+
+    @classmethod
+    def of(cls, values: Sequence[str]) -> Digests:
+        return cls(np.frombuffer(bytes.fromhex("".join(values)), np.uint8).reshape(len(values), 16).copy())
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.raw.nbytes)
+
+    def __getitem__(self, row: int) -> str:
+        return self.raw[row].tobytes().hex()
+
+    def tolist(self) -> list[str]:
+        text = self.raw.tobytes().hex()
+        return [text[i : i + 32] for i in range(0, len(text), 32)]
+
+    def take(self, rows: np.ndarray) -> Digests:
+        return Digests(self.raw[np.asarray(rows, dtype=np.int64)])
+
+
+Etags = Strings | Digests
+
+
+def etags(values: Iterable[str]) -> Etags:
+    """ETags as 16-byte digests when every one is a plain MD5 (and there is at least one), else as strings."""
+    listed = list(values)
+    if listed and all(MD5_HEX.fullmatch(v) for v in listed):
+        return Digests.of(listed)
+    return Strings.of(listed)
+
+
+def concat_etags(parts: Sequence[Etags]) -> Etags:
+    if parts and all(isinstance(p, Digests) for p in parts):
+        return Digests(np.concatenate([p.raw for p in parts]))  # type: ignore[union-attr]
+    return Strings.concat([p if isinstance(p, Strings) else Strings.of(p.tolist()) for p in parts])
+
+
 @dataclass(frozen=True, eq=False)
 class KeyTable:
     """Rows of object versions (bucket, key, etag, size, sequencer, time) as columns.
@@ -118,7 +171,7 @@ class KeyTable:
     bucket_of: np.ndarray  # uint32 index into buckets
     buckets: tuple[str, ...]
     keys: Strings
-    etags: Strings
+    etags: Etags  # Digests (16 B each) when every ETag is a plain MD5, else Strings
     extra: Mapping[str, Strings] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -150,7 +203,7 @@ class KeyTable:
             bucket_of=np.array([slot[b] for b in bucket_names], dtype=np.uint32),
             buckets=tuple(buckets),
             keys=Strings.of(keys),
-            etags=Strings.of(r.etag for r in refs),  # type: ignore[attr-defined]
+            etags=etags(r.etag for r in refs),  # type: ignore[attr-defined]
         )
 
     @classmethod
@@ -193,7 +246,7 @@ class KeyTable:
             ),
             buckets=tuple(buckets),
             keys=Strings.concat([t.keys for t in tables]),
-            etags=Strings.concat([t.etags for t in tables]),
+            etags=concat_etags([t.etags for t in tables]),
             extra={
                 n: Strings.concat([t.extra.get(n) or Strings.of([""] * len(t)) for t in tables]) for n in names
             },
@@ -211,9 +264,11 @@ class KeyTable:
             f"{prefix}buckets": _json_bytes(list(self.buckets)),
             f"{prefix}keys": self.keys.blob,
             f"{prefix}key_offsets": self.keys.offsets,
-            f"{prefix}etags": self.etags.blob,
-            f"{prefix}etag_offsets": self.etags.offsets,
         }
+        if isinstance(self.etags, Digests):
+            arrays[f"{prefix}etag_digests"] = self.etags.raw
+        else:
+            arrays[f"{prefix}etags"], arrays[f"{prefix}etag_offsets"] = self.etags.blob, self.etags.offsets
         for name, column in self.extra.items():
             arrays[f"{prefix}x:{name}"] = column.blob
             arrays[f"{prefix}x:{name}:offsets"] = column.offsets
@@ -230,7 +285,9 @@ class KeyTable:
             bucket_of=np.asarray(arrays[f"{prefix}bucket_of"], dtype=np.uint32),
             buckets=tuple(json.loads(np.asarray(arrays[f"{prefix}buckets"]).tobytes() or b"[]")),
             keys=Strings(np.asarray(arrays[f"{prefix}keys"]), np.asarray(arrays[f"{prefix}key_offsets"])),
-            etags=Strings(np.asarray(arrays[f"{prefix}etags"]), np.asarray(arrays[f"{prefix}etag_offsets"])),
+            etags=Digests(np.asarray(arrays[f"{prefix}etag_digests"]))
+            if f"{prefix}etag_digests" in arrays
+            else Strings(np.asarray(arrays[f"{prefix}etags"]), np.asarray(arrays[f"{prefix}etag_offsets"])),
             extra={
                 n: Strings(np.asarray(arrays[f"{prefix}x:{n}"]), np.asarray(arrays[f"{prefix}x:{n}:offsets"]))
                 for n in names

@@ -16,6 +16,7 @@ fitted early and bases merge size-tiered. Peak memory of a step is the rise of t
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import sys
@@ -116,7 +117,9 @@ class WholeStore(LocalStore):
 
 
 def refs(start: int, count: int, sequencer: str = "1") -> list[ObjectRef]:
-    return [ObjectRef(bucket="scale", key=f"p{(start + i) % 100:02d}/{start + i:08d}.jpg", sequencer=sequencer) for i in range(count)]
+    """Objects as S3 names them: keys under 100 prefixes, and an MD5 ETag each (a single-part upload's)."""
+    keys = [f"p{(start + i) % 100:02d}/{start + i:08d}.jpg" for i in range(count)]
+    return [ObjectRef(bucket="scale", key=k, etag=hashlib.md5(k.encode()).hexdigest(), sequencer=sequencer) for k in keys]
 
 
 def spec_of(dim: int) -> ModelSpec:

@@ -172,3 +172,47 @@ def test_a_segment_memory_mapped_from_disk_searches_like_one_read_whole(tmp_path
     query = encoder.floats(unit_vectors(3, seed=8)).astype(np.float32)
     for a, b in zip(mapped.search_floats(query, 10), whole.search_floats(query, 10), strict=True):
         assert np.array_equal(a, b)
+
+
+# --- ETags as 16-byte digests -----------------------------------------------------------------------------
+
+MD5S = [ObjectRef(bucket="photos", key=f"d/{i}.jpg", etag=f"{i:032x}"[-32:].replace("0", "e"), size=i, sequencer="1")
+        for i in range(5)]
+
+
+def test_plain_md5_etags_are_kept_as_16_bytes_and_read_back_as_the_same_text() -> None:
+    from imgsearch.keytable import Digests
+
+    table = KeyTable.from_refs(MD5S)
+    assert isinstance(table.etags, Digests) and table.etags.nbytes == 16 * len(MD5S)
+    assert as_tuples(table) == expected(MD5S)
+    assert table.etags.tolist() == [r.etag for r in MD5S]
+    again = KeyTable.from_arrays(table.to_arrays("t_"), "t_")
+    assert isinstance(again.etags, Digests) and as_tuples(again) == expected(MD5S)
+    assert as_tuples(table.take(np.array([4, 0, 2]))) == expected([MD5S[4], MD5S[0], MD5S[2]])
+
+
+@pytest.mark.parametrize("odd", ["", "b" * 32 + "-2", "A" * 32, "abc"])
+def test_a_table_with_any_other_etag_keeps_them_all_as_text(odd: str) -> None:
+    refs = [*MD5S[:2], ObjectRef(bucket="photos", key="odd.jpg", etag=odd, size=1, sequencer="1")]
+    table = KeyTable.from_refs(refs)
+    assert isinstance(table.etags, Strings) and as_tuples(table) == expected(refs)
+
+
+def test_concat_of_digest_and_text_tables_keeps_every_etag() -> None:
+    from imgsearch.keytable import Digests
+
+    digests, text = KeyTable.from_refs(MD5S[:3]), KeyTable.from_refs(REFS)
+    assert isinstance(KeyTable.concat([digests, KeyTable.from_refs(MD5S[3:])]).etags, Digests)
+    mixed = KeyTable.concat([digests, text])
+    assert isinstance(mixed.etags, Strings) and as_tuples(mixed) == expected(MD5S[:3]) + expected(REFS)
+
+
+def test_a_segment_with_digest_etags_round_trips_and_one_with_text_etags_still_reads(unit_vectors: Vectors) -> None:
+    from imgsearch.encode import lsh
+
+    encoder = lsh(dim_in=unit_vectors(1).shape[1], bits=64)
+    for refs in (MD5S, REFS):
+        built = Segment.build(refs=refs, raw=unit_vectors(len(refs)), encoder=encoder)
+        loaded = Segment.from_bytes(built.to_bytes())
+        assert [r.etag for r in loaded.refs] == [r.etag for r in refs]
