@@ -49,7 +49,7 @@ def pool(members: Sequence[tuple[int, Segment]]) -> Pooled:
             name="pooled:" + ",".join(s.name for s in segments),
             encoder=segments[0].encoder,
             table=KeyTable.empty(),
-            floats=np.concatenate([s.floats for s in segments]).astype(np.float32),  # searched by one BLAS product
+            floats=np.concatenate([s.floats for s in segments]).astype(np.float32),  # all ranked in one einsum pass
             codes=np.concatenate([s.codes for s in segments]),
         ),
         positions=np.repeat(np.array([pos for pos, _ in members], dtype=np.int64), sizes),

@@ -741,7 +741,7 @@ class Searcher:
         if not graph:
             pool = max(pool, int(np.ceil(n * POOL_FRACTION)))  # a scan costs the same: take more
             # re-ranking most rows, or float32 rows (a pool): rank them all by cosine at once, which one
-            # BLAS product does faster than a Hamming scan and a re-rank
+            # einsum pass does faster than a Hamming scan and a re-rank (segment._dot)
             if (pool + dead) * FULL_RERANK >= n or (segment.floats is not None and segment.floats.dtype == np.float32):
                 return segment.search_floats(floats, min(want + dead, n), exact=True)
         rows, _ = segment.search_codes(codes, min(pool + dead, n), exact=exact)
