@@ -20,7 +20,6 @@ by how much the scores there differ.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -29,7 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchlib import RESULTS, say
+from benchlib import save_results, say
 
 import imgsearch._onnx_first  # noqa: F401  (onnxruntime before usearch)
 from imgsearch.backend import Batch, SegmentBackend
@@ -139,8 +138,7 @@ def main() -> None:
             say("fitted_hybrid_vs_s3vectors.overlap@10", overlap_at_10(fitted, vectors, keys, SearchOptions(k=10)))
     finally:
         server.stop()
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "backends-compare.json").write_text(json.dumps(RESULTS, indent=1, default=str))
+    save_results(args.out, "backends-compare.json")
 
 
 if __name__ == "__main__":

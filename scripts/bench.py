@@ -10,7 +10,6 @@ that encoder sweeps do not re-embed 60,000 images.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -18,7 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchlib import RESULTS, average_precision, read_zip, say
+from benchlib import average_precision, read_zip, save_results, say
 
 import imgsearch._onnx_first  # noqa: F401  (onnxruntime before usearch)
 from imgsearch.embed import Embedder
@@ -265,7 +264,7 @@ def main() -> None:
         if args.only in (None, "cifar"):
             cifar(args.datasets, embedder, work, args.out)
     name = f"results-{args.only or 'all'}.json"
-    (args.out / name).write_text(json.dumps(RESULTS, indent=1))
+    save_results(args.out, name)
 
 
 if __name__ == "__main__":

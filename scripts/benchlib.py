@@ -5,8 +5,11 @@ Each script runs in its own process, so one module-level RESULTS per run holds w
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
+import json
+import sys
 import zipfile
 from pathlib import Path
 
@@ -19,6 +22,26 @@ def say(name: str, value: object) -> None:
     """Print a figure and keep it for the run's JSON file."""
     RESULTS[name] = value
     print(f"{name}: {value}", flush=True)
+
+
+def save_results(out: Path, name: str) -> Path:
+    """Write what `say` kept to out/name as JSON (the folder made if missing); its path."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / name
+    path.write_text(json.dumps(RESULTS, indent=1, default=str))
+    return path
+
+
+def index_ab(description: str | None) -> tuple[argparse.Namespace, np.ndarray]:
+    """The A/B scripts' command line (--index, --queries, --raw) and their queries: the last --queries rows of
+    --raw, the scale benchmark's CIFAR-10 queries. Prints the command line first."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--index", required=True)
+    parser.add_argument("--queries", type=int, default=400)
+    parser.add_argument("--raw", type=Path, default=Path("bench-out/cifar-raw.npy"))
+    args = parser.parse_args()
+    print(f"command: {' '.join(sys.argv)}")
+    return args, np.load(args.raw, mmap_mode="r")[-args.queries :].astype(np.float32)
 
 
 def read_zip(path: Path) -> tuple[zipfile.ZipFile, str, list[dict[str, str]]]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import io
 import itertools
-import json
 import shutil
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from benchlib import RESULTS, say
+from benchlib import save_results, say
 from PIL import Image
 
 VARIANTS = ("reencoded", "resized", "cropped")
@@ -137,8 +136,7 @@ def main() -> None:
         say("collapse.only_the_original_left", round(collapsed_ok / len(with_copies), 4))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "duplicates-results.json").write_text(json.dumps(RESULTS, indent=1))
+    save_results(args.out, "duplicates-results.json")
 
 
 if __name__ == "__main__":

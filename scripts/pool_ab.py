@@ -12,29 +12,20 @@ mode.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
-from benchlib import say
+from benchlib import index_ab, say
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--index", required=True)
-    parser.add_argument("--queries", type=int, default=400)
-    parser.add_argument("--raw", type=Path, default=Path("bench-out/cifar-raw.npy"))
-    args = parser.parse_args()
-    print(f"command: {' '.join(sys.argv)}")
+    args, queries = index_ab(__doc__)
     import imgsearch._onnx_first  # noqa: F401  (onnxruntime before usearch)
     from imgsearch.index import ImageIndex
     from imgsearch.search import MIN_CANDIDATES, POOL_FRACTION, Searcher
 
-    queries = np.load(args.raw, mmap_mode="r")[-args.queries :].astype(np.float32)
     searcher = Searcher(ImageIndex.open(args.index))
     searcher.refresh(force=True)
     searcher.search(queries[0][None], k=10)  # builds the pool

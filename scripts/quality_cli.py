@@ -26,7 +26,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from benchlib import RESULTS, average_precision, say
+from benchlib import average_precision, save_results, say
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -86,8 +86,7 @@ def main() -> None:
                     say(f"{prefix}.expand{expand}.mAP@100", round(float(np.mean(ap)), 4))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "quality-cli.json").write_text(json.dumps(RESULTS, indent=1))
+    save_results(args.out, "quality-cli.json")
 
 
 if __name__ == "__main__":

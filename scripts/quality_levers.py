@@ -31,13 +31,12 @@ import argparse
 import csv
 import io
 import itertools
-import json
 import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
-from benchlib import RESULTS, say
+from benchlib import save_results, say
 
 import imgsearch._onnx_first  # noqa: F401  (onnxruntime before usearch)
 from imgsearch.concepts import ConceptHead, TopConcepts, top_concepts
@@ -249,13 +248,11 @@ def main() -> None:
     say("command", " ".join(sys.argv))
     if args.pooling:
         pooling_and_scales(args.datasets, args.out, args.pooling)
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "quality-levers-pooling.json").write_text(json.dumps(RESULTS, indent=1))
+        save_results(args.out, "quality-levers-pooling.json")
         return
     if args.agh:
         hashing_levers(args.datasets, args.cifar_out or args.out)
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "quality-levers-agh.json").write_text(json.dumps(RESULTS, indent=1))
+        save_results(args.out, "quality-levers-agh.json")
         return
     model_dir = args.model_dir or default_model_dir()
     spec = ModelSpec.load(model_dir)
@@ -314,8 +311,7 @@ def main() -> None:
 
 
 def write(out: Path, spec: ModelSpec) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"quality-levers-{spec.name}-{spec.input_size}-{spec.resize}.json").write_text(json.dumps(RESULTS, indent=1))
+    save_results(out, f"quality-levers-{spec.name}-{spec.input_size}-{spec.resize}.json")
 
 
 if __name__ == "__main__":

@@ -40,7 +40,6 @@ needs only the ids (K × 4).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -48,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import RESULTS, average_precision, say
+from benchlib import average_precision, save_results, say
 from quality_levers import expanded, hamming_scores, load_corel, mean_ap, unit
 
 import imgsearch._onnx_first  # noqa: F401  (onnxruntime before usearch)
@@ -436,8 +435,7 @@ def main() -> None:
     if not args.skip_cifar:
         cifar(args)
     say("seconds", round(time.perf_counter() - started, 1))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "quality-rerank.json").write_text(json.dumps(RESULTS, indent=1))
+    save_results(args.out, "quality-rerank.json")
 
 
 if __name__ == "__main__":

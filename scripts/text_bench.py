@@ -14,7 +14,6 @@ cached in bench-out/text/ so reruns take seconds.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from benchlib import RESULTS, average_precision, read_zip, say
+from benchlib import average_precision, read_zip, save_results, say
 
 import imgsearch._onnx_first  # noqa: F401  (onnxruntime before usearch)
 from imgsearch.concepts import (
@@ -495,7 +494,7 @@ def main() -> None:
         text_cost(search, cifar, head, Path(model_dir), args.threads)
         with tempfile.TemporaryDirectory() as scratch:
             fp32_comparison(search, corel, cifar, head, Path(model_dir), Path(scratch), args.threads)
-    (args.out / "text-results.json").write_text(json.dumps(RESULTS, indent=1, default=str))
+    save_results(args.out, "text-results.json")
 
 
 if __name__ == "__main__":

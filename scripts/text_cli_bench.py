@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import RESULTS, average_precision, say
+from benchlib import average_precision, save_results, say
 from text_bench import HARD_QUERIES, query_text
 
 CLI = [str(Path(sys.executable).with_name("imgsearch"))]
@@ -233,8 +233,7 @@ def main() -> None:
     finally:
         if args.keep is None:
             shutil.rmtree(scratch, ignore_errors=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "text-cli-results.json").write_text(json.dumps(RESULTS, indent=1, default=str))
+    save_results(args.out, "text-cli-results.json")
 
 
 if __name__ == "__main__":
