@@ -43,9 +43,11 @@ class Group:
     max_bits: int
 
 
-def _live_rows(searcher: Searcher) -> Iterator[tuple[int, np.ndarray]]:
+def _live_rows(searcher: Searcher, prefix: str | None) -> Iterator[tuple[int, np.ndarray]]:
+    """Batches of each segment's live rows (whose key starts with `prefix`): (segment position, rows)."""
     for pos, live in enumerate(searcher.live.segments):
-        rows = np.flatnonzero(live.alive)
+        wanted = live.alive & live.segment.table.keys.startswith(prefix) if prefix else live.alive
+        rows = np.flatnonzero(wanted)
         for start in range(0, len(rows), BATCH):
             yield pos, rows[start : start + BATCH]
 
@@ -60,12 +62,8 @@ def find_pairs(
     """Every pair of live images whose codes are within `radius` (each pair once, closest first)."""
     searcher.refresh(force=True)
     found: dict[tuple[str, str], int] = {}
-    for pos, rows in _live_rows(searcher):
+    for pos, rows in _live_rows(searcher, prefix):
         segment = searcher.live.segments[pos].segment
-        if prefix:
-            rows = rows[segment.table.keys.startswith(prefix)[rows]]
-            if not len(rows):
-                continue
         limit = radius_bits(radius, segment.codes.shape[1] * 8)
         codes = segment.codes[rows]
         ranked = searcher.ranked_stored(
