@@ -391,7 +391,8 @@ class Searcher:
         `expand` applies to an image or a key with words, not to words alone; `collapse` to both.
         """
         SearchOptions(
-            k=k, metric=metric, min_score=min_score, prefix=prefix, offset=offset, exact=exact, tag=tag, expand=expand
+            k=k, metric=metric, min_score=min_score, prefix=prefix, offset=offset, exact=exact, tag=tag, expand=expand,
+            collapse=collapse,
         )
         if image is not None and key is not None:
             raise BadParameter("give an image or a key with the words, not both")
