@@ -146,17 +146,16 @@ def flush(work: Invocation) -> dict[str, Any]:
         _ensured = True
     started = time.perf_counter()
     # One forward pass: the features and, when the model has its classifier head, each image's top concepts.
-    thumbs = THUMB_STORE
     embedded = embedder.embed_all(
-        lambda i: work.images[i], len(work.images), concepts=embedder.has_concepts, thumbnails=thumbs is not None
+        lambda i: work.images[i], len(work.images), concepts=embedder.has_concepts, thumbnails=THUMB_STORE is not None
     )
     for failure in embedded.failures:
         reject(work, work.refs[failure.index], code=failure.code, reason=failure.reason)
     refs = [work.refs[i] for i in embedded.indices]
     work.batch.add(refs, embedded.vectors, concepts=embedded.concepts)
     embed_ms = (time.perf_counter() - started) * 1000
-    if thumbs is not None:  # before the commit: a retried batch rewrites the same names with the same bytes
-        thumbnails.write_all(thumbs, list(zip(refs, embedded.thumbnails or [], strict=True)))
+    if THUMB_STORE is not None:  # before the commit: a retried batch rewrites the same names with the same bytes
+        thumbnails.write_all(THUMB_STORE, list(zip(refs, embedded.thumbnails or [], strict=True)))
     # Rejections are written too (even alone, on segments), so `imgsearch info` and GET /health show them.
     written = backend.write(work.batch)
     for refused in written.refused:  # entries the backend cannot store (e.g. a key too long for S3 Vectors)
