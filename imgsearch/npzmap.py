@@ -28,7 +28,7 @@ class _Raw(io.RawIOBase):
     """A seekable, read-only file over a bytes-like object, without copying it (io.BytesIO copies a
     bytearray)."""
 
-    def __init__(self, data: bytes | bytearray) -> None:
+    def __init__(self, data: bytes | bytearray | mmap.mmap) -> None:
         self.view, self.at = memoryview(data), 0
 
     def readable(self) -> bool:
@@ -51,19 +51,19 @@ class _Raw(io.RawIOBase):
         return len(part)
 
 
-def _reader(data: bytes | bytearray) -> BinaryIO:
+def reader(data: bytes | bytearray | mmap.mmap) -> BinaryIO:
     return cast(BinaryIO, io.BufferedReader(_Raw(data)))
 
 
 class MappedNpz:
     """name → array view of a .npz file; `buffer(name)` gives a member's raw bytes (e.g. a graph)."""
 
-    def __init__(self, source: Path | str | bytes | bytearray) -> None:
+    def __init__(self, source: Path | str | bytes | bytearray | mmap.mmap) -> None:
         self.map: mmap.mmap | bytes | bytearray
         path: Path | str
-        if isinstance(source, (bytes, bytearray)):  # read whole (a large S3 object comes as a bytearray)
+        if not isinstance(source, (Path, str)):  # read whole (a large object comes in a huge-page mapping)
             self.map, path = source, "<bytes>"
-            archive_source: Path | str | BinaryIO = _reader(source)  # reads the bytes in place (no copy)
+            archive_source: Path | str | BinaryIO = reader(source)  # reads the bytes in place (no copy)
         else:
             with open(source, "rb") as handle:
                 self.map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)

@@ -5,13 +5,16 @@ requests on byte ranges), so a query function that reads a 1M-image base (≈ 42
 about 5 s. The first GET asks for the first part; its `Content-Range` gives the size, and the other
 parts are fetched side by side with `If-Match` on the first answer's ETag (segment objects never
 change, so a mismatch means something replaced the object: the read fails instead of mixing two).
-Parts land in one preallocated buffer: the object costs its size once, with no joining copy.
+Parts land in one preallocated buffer (backed by huge pages: hugepages.py): the object costs its size
+once, with no joining copy.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from . import hugepages
 
 PART_BYTES = 16 * 2**20  # each ranged GET; an object no larger is read by one GET
 READ_THREADS = 16  # parts in flight at once (the client's connection pool is sized to match)
@@ -36,7 +39,7 @@ def read_object(client: Any, bucket: str, key: str, *, part_bytes: int | None = 
     total = _total_size(first.get("ContentRange"), len(head))
     if total <= len(head):
         return head
-    buffer = bytearray(total)
+    buffer = hugepages.buffer(total)
     buffer[: len(head)] = head
     etag = first["ETag"]
 
@@ -50,7 +53,7 @@ def read_object(client: Any, bucket: str, key: str, *, part_bytes: int | None = 
     starts = range(len(head), total, part_bytes)
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(starts))), thread_name_prefix="s3-range") as pool:
         list(pool.map(fetch, starts))  # re-raises the first failure
-    return buffer  # type: ignore[return-value]  # a bytearray: bytes-like, and no copy of the whole object
+    return buffer  # type: ignore[return-value]  # bytes-like (a mapping or bytearray): no copy of the whole object
 
 
 def _total_size(content_range: str | None, received: int) -> int:

@@ -37,7 +37,7 @@ from . import graphrows, settings
 from .concepts import TopConcepts
 from .encode import Encoder
 from .keytable import SEQUENCER_WIDTH, KeyTable, normalise_sequencer, object_id
-from .npzmap import MappedNpz
+from .npzmap import MappedNpz, reader
 
 __all__ = ["SEQUENCER_WIDTH", "KeyTable", "normalise_sequencer", "object_id"]  # re-exported: older imports
 
@@ -393,7 +393,7 @@ class Segment:
 
     @staticmethod
     def raw_from_bytes(data: bytes) -> np.ndarray:
-        return np.load(io.BytesIO(data))
+        return np.load(reader(data))  # read in place: io.BytesIO would copy a bytearray or a mapping first
 
 
 NAME_TIME = "%Y%m%dT%H%M%S"  # segment names start with their UTC creation time, so they sort by age
