@@ -7,11 +7,11 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -54,14 +54,40 @@ COLLAPSE_OVERSAMPLE = 3  # collapse=true ranks this many times the page's reach,
 MANIFEST_READS = 3  # a refresh re-reads the manifest when a segment it lists was retired meanwhile
 EXPAND_ALPHA = 3.0  # α-query expansion: a hit's weight is its score to this power (docs/BENCHMARKS.md)
 TEXT_CANDIDATES = 3000  # words alone: images along the words' direction re-ranked by their concepts (TEXT-SEARCH.md)
+SCAN_COST = 30  # an exhaustively scanned row costs about this many graph rows (a 6,500-row pool ≈ a 200k graph)
 PREFIX_VIEWS = 2  # vectors of a selective filter's rows kept per segment (≤ 2 × 5% × 512 B ≈ 51 B a row)
 
+T = TypeVar("T")
 Filter = tuple[str | None, str | None]  # (key prefix, tag as normalised by tag_name): a row filter
 
 
 @functools.cache
 def _threads() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="segment-search")
+
+
+def _side_by_side(jobs: Sequence[Callable[[], T]], costs: Sequence[float]) -> list[T]:
+    """The jobs' results, in order, run in one lane per core: each job goes to the lane with the least
+    estimated cost so far, largest first; the costliest lane runs on the calling thread, the others on
+    the pool's workers. On 2 cores a 1M index's 800k-row graph runs alone on one while the 200k graph and
+    the pool of small segments run one after the other on the other (no third thread competing)."""
+    lanes: list[list[int]] = [[] for _ in range(min(len(jobs), os.cpu_count() or 2))]
+    loads = [0.0] * len(lanes)
+    for job in sorted(range(len(jobs)), key=lambda j: -costs[j]):
+        lane = loads.index(min(loads))
+        lanes[lane].append(job)
+        loads[lane] += costs[job]
+    results: list[T | None] = [None] * len(jobs)
+
+    def run(lane: list[int]) -> None:
+        for job in lane:
+            results[job] = jobs[job]()
+
+    waiting = [_threads().submit(run, lane) for lane in lanes[1:]]
+    run(lanes[0])
+    for future in waiting:
+        future.result()
+    return results  # type: ignore[return-value]  # every lane has run
 
 
 def graph_expansion(rows: int, top: int = EXPANSION_SEARCH) -> int:
@@ -634,14 +660,17 @@ class Searcher:
             return np.where(rows >= 0, group.positions[at], -1), np.where(rows >= 0, group.rows[at], -1), scores
 
         jobs: list[Callable[[], Found]] = []
+        costs: list[float] = []
         for group in self._pools(todo):
             jobs.append(functools.partial(pooled, group))
+            costs.append(len(group.segment) * SCAN_COST)
             members = set(group.key)
             todo = [(pos, live) for pos, live in todo if (pos, live.segment.name) not in members]
         jobs += [functools.partial(one, item) for item in todo]
+        costs += [len(live.segment) * (1 if live.segment.has_hnsw else SCAN_COST) for _, live in todo]
         # Several graph segments (large bases): searched side by side on every core (USearch releases the GIL).
         parallel = sum(live.segment.has_hnsw for _, live in todo) >= 2
-        for done in _threads().map(lambda job: job(), jobs) if parallel else (job() for job in jobs):
+        for done in _side_by_side(jobs, costs) if parallel else [job() for job in jobs]:
             if done is None:
                 continue
             positions, rows, scores = done

@@ -270,6 +270,17 @@ def reader(index: ImageIndex, work: Path, data: Data, queries: np.ndarray, args:
     say("cold_load_read_whole_seconds", round(whole.seconds, 2))
     say("query_path_bytes_per_image_rss_read_whole", round(whole.mb * 2**20 / read.count, 1))  # peak while loading
     say("query_path_bytes_per_image_rss_read_whole_resident", round((status_kb("VmRSS") - whole.before) * 1024 / read.count, 1))
+    # the search step as a query function runs it: segments read whole (into huge pages: hugepages.py)
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    say("transparent_hugepage", thp.read_text().strip() if thp.exists() else "absent")
+    for q in queries[:20]:  # warm
+        read.search(q[None, :], k=10, metric="hybrid")
+    took = []
+    for q in queries:
+        t = time.perf_counter()
+        read.search(q[None, :], k=10, metric="hybrid")
+        took.append((time.perf_counter() - t) * 1000)
+    say("search_hybrid_read_whole_ms_p50_p99", f"{percentile(took, 50):.2f} / {percentile(took, 99):.2f}")
     del read
     with Peak() as load:
         searcher = Searcher(ImageIndex(LocalStore(work / "index")))

@@ -87,3 +87,26 @@ def test_a_prefix_filter_and_pages_over_several_bases(bases) -> None:
     encoder = index.encoder(index.manifest().encoder)
     assert len({h.key for h in filtered} & set(exact_top(truth, encoder, query, 10, "b2/"))) >= 9
     assert [h.key for page in pages for h in page] == [h.key for h in whole]
+
+
+def test_side_by_side_keeps_the_jobs_order_and_runs_the_costliest_on_the_calling_thread(monkeypatch) -> None:
+    import os
+    import threading
+
+    from imgsearch import search
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    ran: dict[int, str] = {}
+
+    def job(n: int) -> Callable[[], int]:
+        def run() -> int:
+            ran[n] = threading.current_thread().name
+            return n * 10
+        return run
+
+    costs = [30.0, 800.0, 200.0, 100.0]  # lanes: [800] here, [200, 100, 30] on one worker
+    assert search._side_by_side([job(n) for n in range(4)], costs) == [0, 10, 20, 30]
+    here = threading.current_thread().name
+    assert ran[1] == here
+    assert {ran[0], ran[2], ran[3]} != {here} and len({ran[0], ran[2], ran[3]}) == 1
+    assert search._side_by_side([job(7)], [1.0]) == [70] and ran[7] == here
