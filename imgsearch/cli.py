@@ -631,6 +631,14 @@ def fit_cmd(
     bits: Annotated[int, typer.Option("--bits", help="Code length in bits (multiple of 8).")] = 256,
     dims: Annotated[int, typer.Option("--dims", help="Float dimensions after PCA.")] = 256,
     whiten: Annotated[float, typer.Option("--whiten", help="0 plain PCA … 1 full whitening.")] = 0.0,
+    clusters: Annotated[
+        int,
+        typer.Option(
+            "--clusters",
+            help="Floats along the discriminant directions of this many k-means pseudo-classes (at most "
+            "clusters − 1 dimensions; 50 images a cluster needed). 0: plain PCA.",
+        ),
+    ] = 0,
     min_count: Annotated[int, typer.Option("--min-count", help="Refuse to fit on fewer images.")] = 1000,
     endpoint_url: EndpointOpt = None,
     threads: ThreadsOpt = 0,
@@ -639,7 +647,7 @@ def fit_cmd(
     """Fit the encoder (PCA + ITQ) on the indexed embeddings and re-encode the index."""
     try:
         encoder, result = _open(index, endpoint_url).fit(
-            bits=bits, dims=dims, whiten=whiten, threads=threads, min_count=min_count
+            bits=bits, dims=dims, whiten=whiten, clusters=clusters, threads=threads, min_count=min_count
         )
     except ImgSearchError as error:
         raise _error(error) from None

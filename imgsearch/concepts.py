@@ -446,17 +446,18 @@ class ConceptHead:
         top = logits.max(axis=1, keepdims=True)
         return top[:, 0] + np.log(np.exp(logits - top) @ query.weights.astype(np.float32))
 
-    def projected(self, mean: np.ndarray, projection: np.ndarray | None) -> ConceptHead:
-        """The head for vectors stored through a linear encoder: unit rows of (v − mean) @ projection
-        (an `imgsearch.encode.Encoder`'s `mean` and `projection`; None: the vectors are the embeddings).
+    def projected(self, mean: np.ndarray, back: np.ndarray | None) -> ConceptHead:
+        """The head for vectors stored through a linear encoder: unit rows y of (v − mean) @ projection, mapped
+        back by `back` (an `imgsearch.encode.Encoder`'s `mean` and `back`; None: the vectors are the embeddings).
 
-        v ≈ mean + r·P·y with y the stored unit row and r ≈ √(1 − |mean|²) (unit v, E[v] = mean), so
-        v · w ≈ y · (r·Pᵀw) + mean · w: the weight becomes r·W·P and the bias b + T·(W·mean).
+        v ≈ mean + r·(y @ back) with y the stored unit row and r ≈ √(1 − |mean|²) (unit v, E[v] = mean), so
+        v · w ≈ y · (r·back·w) + mean · w: the weight becomes r·W·backᵀ and the bias b + T·(W·mean). For a
+        PCA encoder back is the projection's transpose.
         """
-        if projection is None:
+        if back is None:
             return self
         mean = np.asarray(mean, dtype=np.float32)
-        weight = spread(mean) * (self.weight @ np.asarray(projection, dtype=np.float32))
+        weight = spread(mean) * (self.weight @ np.asarray(back, dtype=np.float32).T)
         return ConceptHead(weight, self.bias + TEMPERATURE * (self.weight @ mean))
 
 

@@ -3,11 +3,14 @@
 Two kinds of encoder, both versioned and stored with the index:
 - `lsh`: a fixed random projection; needs no data, used until the index is large enough to fit.
 - `itq`: PCA (optionally whitened) for the floats, PCA + a learned ITQ rotation for the codes,
-  fitted on the indexed embeddings themselves.
+  fitted on the indexed embeddings themselves. With `clusters`, the floats are a discriminant
+  projection learned on k-means pseudo-classes instead (discriminant.py), and codes no longer than the
+  floats are ITQ within it.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 from dataclasses import dataclass
@@ -15,12 +18,16 @@ from typing import Any
 
 import numpy as np
 
+from . import discriminant
 from .errors import BadParameter
 
 KINDS = ("lsh", "itq")
 DEFAULT_BITS = 256
 DEFAULT_DIMS = 256
 DEFAULT_WHITEN = 0.0
+DEFAULT_CLUSTERS = 0  # pseudo-classes of a discriminant projection (discriminant.py); 0: plain PCA floats
+DISCRIMINANT_BASIS = 256  # the PCA dimensions the discriminant projection is learned in
+MIN_PER_CLUSTER = 50  # a discriminant fit needs at least this many embeddings per cluster
 MIN_FIT = 1000
 
 
@@ -54,13 +61,26 @@ class Encoder:
         x = np.asarray(directions, dtype=np.float32)
         return _normalise(x if self.projection is None else x @ self.projection)
 
+    @functools.cached_property
+    def back(self) -> np.ndarray | None:
+        """(dims, dim_in): float vectors back to directions in the embedding space: the projection's
+        transpose when its columns are orthonormal (PCA), else its pseudo-inverse scaled so that a unit
+        vector maps to one of about unit length (a whitened or discriminant projection)."""
+        if self.projection is None:
+            return None
+        p = self.projection.astype(np.float64)
+        if np.allclose(p.T @ p, np.eye(p.shape[1]), atol=1e-4):
+            return self.projection.T
+        inverse = np.linalg.pinv(p)
+        return (inverse * (np.sqrt(p.shape[1]) / np.linalg.norm(inverse))).astype(np.float32)
+
     def embedding_of(self, floats: np.ndarray) -> np.ndarray:
-        """Embeddings whose float vectors are (about) these: mean + r·(floats @ projectionᵀ), r = √(1 − |mean|²)
+        """Embeddings whose float vectors are (about) these: mean + r·(floats @ back), r = √(1 − |mean|²)
         (exact for the codes' signs, which r does not change); the floats themselves without a projection."""
         y = np.asarray(floats, dtype=np.float32)
-        if self.projection is None:
+        if self.back is None:
             return y
-        return (self.mean + spread(self.mean) * (y @ self.projection.T)).astype(np.float32)
+        return (self.mean + spread(self.mean) * (y @ self.back)).astype(np.float32)
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
@@ -146,13 +166,17 @@ def fit_itq(
     bits: int = DEFAULT_BITS,
     dims: int = DEFAULT_DIMS,
     whiten: float = DEFAULT_WHITEN,
+    clusters: int = DEFAULT_CLUSTERS,
     iterations: int = 50,
     seed: int = 0,
     max_samples: int = 100_000,
 ) -> Encoder:
     """Fit PCA(-whitening) floats and ITQ codes on embeddings (n × dim_in, n ≥ max(bits, dims)).
 
-    `whiten` is the power of the eigenvalues divided out: 0 plain PCA, 1 full whitening.
+    `whiten` is the power of the eigenvalues divided out: 0 plain PCA, 1 full whitening. `clusters`
+    (2 or more) makes the floats the leading min(dims, clusters − 1) discriminant directions of that
+    many k-means pseudo-classes (discriminant.py); codes of at most that many bits are then ITQ on
+    those floats, longer ones stay ITQ on PCA.
     """
     _check_bits(bits)
     x = np.asarray(embeddings, dtype=np.float32)
@@ -164,6 +188,13 @@ def fit_itq(
             f"fitting {bits}-bit codes and {dims} float dimensions needs at least {max(bits, dims)} "
             f"images, the index has {n}: index more images first, or keep the LSH encoder"
         )
+    if clusters and (clusters < 2 or whiten):
+        raise BadParameter(f"clusters must be 0 (plain PCA) or at least 2, without whitening (got {clusters}, whiten {whiten})")
+    if clusters and n < clusters * MIN_PER_CLUSTER:
+        raise BadParameter(
+            f"a discriminant projection on {clusters} clusters needs at least {clusters * MIN_PER_CLUSTER} "
+            f"images ({MIN_PER_CLUSTER} a cluster), the index has {n}: use fewer clusters, or 0 for plain PCA"
+        )
     rng = np.random.default_rng(seed)
     if n > max_samples:
         x = x[rng.choice(n, max_samples, replace=False)]
@@ -174,18 +205,26 @@ def fit_itq(
     order = np.argsort(eigenvalues)[::-1]
     eigenvalues, eigenvectors = np.maximum(eigenvalues[order], 0.0), eigenvectors[:, order]
 
-    scale = (eigenvalues[:dims] + 1e-6 * eigenvalues[0]) ** (-whiten / 2) if whiten else np.ones(dims)
-    projection = (eigenvectors[:, :dims] * scale).astype(np.float32)
+    if clusters:
+        basis = eigenvectors[:, : min(DISCRIMINANT_BASIS, dim_in)]
+        projection = (basis @ discriminant.projection(centred @ basis, clusters=clusters, dims=dims, seed=seed)).astype(np.float32)
+    else:
+        scale = (eigenvalues[:dims] + 1e-6 * eigenvalues[0]) ** (-whiten / 2) if whiten else np.ones(dims)
+        projection = (eigenvectors[:, :dims] * scale).astype(np.float32)
 
-    pca = eigenvectors[:, :bits]
-    v = centred @ pca
-    rotation = np.linalg.qr(rng.standard_normal((bits, bits)))[0]
-    for _ in range(iterations):
-        b = np.where(v @ rotation >= 0, 1.0, -1.0)
-        ub, _, uat = np.linalg.svd(b.T @ v)
-        rotation = uat.T @ ub.T
-    hashing = (pca @ rotation).astype(np.float32)
+    if clusters and bits <= projection.shape[1]:
+        # codes within the discriminant floats: ITQ on their unit rows (a code's sign ignores the scale)
+        floats = centred @ projection
+        floats /= np.maximum(np.linalg.norm(floats, axis=1, keepdims=True), 1e-12)
+        values, vectors = np.linalg.eigh(floats.T @ floats)
+        leading = vectors[:, np.argsort(values)[::-1][:bits]]
+        pca, v = projection.astype(np.float64) @ leading, floats @ leading
+    else:
+        pca = eigenvectors[:, :bits]
+        v = centred @ pca
+    hashing = (pca @ _itq_rotation(v, iterations, rng)).astype(np.float32)
     mean = mean.astype(np.float32)
+    dims = projection.shape[1]
     return Encoder(
         version=_version("itq", bits, dims, mean, projection, hashing),
         kind="itq",
@@ -195,3 +234,14 @@ def fit_itq(
         projection=projection,
         hashing=hashing,
     )
+
+
+def _itq_rotation(v: np.ndarray, iterations: int, rng: np.random.Generator) -> np.ndarray:
+    """ITQ (Gong & Lazebnik): the orthogonal rotation of v's rows that brings them nearest to ±1 vertices."""
+    bits = v.shape[1]
+    rotation = np.linalg.qr(rng.standard_normal((bits, bits)))[0]
+    for _ in range(iterations):
+        b = np.where(v @ rotation >= 0, 1.0, -1.0)
+        ub, _, uat = np.linalg.svd(b.T @ v)
+        rotation = uat.T @ ub.T
+    return rotation

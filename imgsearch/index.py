@@ -12,7 +12,16 @@ import numpy as np
 from . import maintain
 from . import manifest as manifests
 from .concepts import TopConcepts
-from .encode import DEFAULT_BITS, DEFAULT_DIMS, DEFAULT_WHITEN, MIN_FIT, Encoder, fit_itq, lsh
+from .encode import (
+    DEFAULT_BITS,
+    DEFAULT_CLUSTERS,
+    DEFAULT_DIMS,
+    DEFAULT_WHITEN,
+    MIN_FIT,
+    Encoder,
+    fit_itq,
+    lsh,
+)
 from .errors import BadParameter, IndexNotFound, ModelMismatch, ObjectNotFound
 from .keytable import KeyTable
 from .manifest import Manifest, SegmentInfo
@@ -438,13 +447,15 @@ class ImageIndex:
         bits: int = DEFAULT_BITS,
         dims: int = DEFAULT_DIMS,
         whiten: float = DEFAULT_WHITEN,
+        clusters: int = DEFAULT_CLUSTERS,
         hnsw_min: int = HNSW_MIN,
         threads: int = 0,
         min_count: int = MIN_FIT,
         reencode: bool = True,
         max_samples: int = FIT_SAMPLES,
     ) -> tuple[Encoder, CompactResult]:
-        """Fit PCA + ITQ on (a sample of) the live embeddings and make it the index's encoder.
+        """Fit PCA + ITQ on (a sample of) the live embeddings and make it the index's encoder (`clusters`:
+        the floats a discriminant projection of that many k-means pseudo-classes, encode.fit_itq).
 
         With `reencode` every segment is then rewritten with it (no image is re-read); without, the
         segments keep their encoder until maintenance re-encodes them (queries handle both meanwhile).
@@ -455,7 +466,9 @@ class ImageIndex:
                 f"the index holds {len(sample)} images; fitting needs at least {min_count} "
                 "(index more, or pass a lower minimum)"
             )
-        encoder = fit_itq(sample.astype(np.float32), bits=bits, dims=dims, whiten=whiten, max_samples=max_samples)
+        encoder = fit_itq(
+            sample.astype(np.float32), bits=bits, dims=dims, whiten=whiten, clusters=clusters, max_samples=max_samples
+        )
         del sample
         self._save_encoder(encoder)
 

@@ -470,7 +470,7 @@ class Searcher:
         cached = self._heads.get(version)
         if cached is None or cached[0] is not head:
             encoder = self.index.encoder(version)
-            cached = (head, head.projected(encoder.mean, encoder.projection))
+            cached = (head, head.projected(encoder.mean, encoder.back))
             self._heads[version] = cached
         return cached[1]
 

@@ -298,7 +298,7 @@ class TextSearch:
 
         With an image–text pair, the text encoder's output; otherwise the concepts' classifier
         directions, weighted (`ConceptHead.direction`), in the raw 1280-d feature space: for an
-        index whose floats went through a PCA encoder use `head.projected(mean, projection).direction`.
+        index whose floats went through a PCA encoder use `head.projected(mean, back).direction`.
         """
         if not query.strip():
             raise NoConceptMatches([], best=None)

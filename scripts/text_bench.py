@@ -126,7 +126,7 @@ def encoded_queries(data: Dataset, search: TextSearch, head: ConceptHead, *, pre
     the set (PCA 256 floats, f16), the head projected through it (ConceptHead.projected)."""
     encoder = fit_itq(data.vectors, bits=256, dims=256, whiten=0.0)
     floats = encoder.floats(data.vectors).astype(np.float16).astype(np.float32)
-    projected = head.projected(encoder.mean, encoder.projection)
+    projected = head.projected(encoder.mean, encoder.back)
     queries = {label: concepts_or_none(search, query_text(label)) for label in data.classes}
     zero = {f"mAP@{K}": 0.0, "P@10": 0.0, "mAP": 0.0}
     methods: dict[str, Callable[[ConceptQuery], np.ndarray]] = {

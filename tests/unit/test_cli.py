@@ -247,6 +247,14 @@ def test_fit_refuses_fewer_images_than_the_minimum(index_copy: Path) -> None:
     assert info(index_copy)["encoder"].startswith("lsh-")
 
 
+def test_fit_with_clusters_refuses_an_index_too_small_for_them_and_keeps_its_encoder(index_copy: Path) -> None:
+    result = run("fit", "--index", str(index_copy), "--min-count", "5", "--bits", "8", "--dims", "8", "--clusters", "2")
+
+    assert result.exit_code == 2
+    assert "needs at least 100 images (50 a cluster)" in result.stderr
+    assert info(index_copy)["encoder"].startswith("lsh-")
+
+
 # --- S3 (moto) ------------------------------------------------------------------------------------
 
 

@@ -109,7 +109,7 @@ def test_words_alone_on_a_fitted_index_use_the_head_projected_into_its_float_spa
 
     encoder = index.encoder(searcher.manifest.encoder)
     assert encoder.projection is not None
-    projected = head.projected(encoder.mean, encoder.projection)
+    projected = head.projected(encoder.mean, encoder.back)
     scores = projected.scores(encoder.floats(raw), query.concepts)
     assert [h.key for h in hits] == [f"{i:03d}.jpg" for i in np.argsort(-scores, kind="stable")[:10]]
 
