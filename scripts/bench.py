@@ -28,10 +28,11 @@ from imgsearch.search import Searcher
 from imgsearch.segment import ObjectRef
 
 
-def rankings(searcher: Searcher, queries: np.ndarray, *, k: int, metric: str, exact: bool = False) -> list[list[str]]:
+def rankings(searcher: Searcher, queries: np.ndarray, *, k: int, metric: str, exact: bool = False,
+             expand: int = 0) -> list[list[str]]:
     out: list[list[str]] = []
     for start in range(0, len(queries), 100):
-        for hits in searcher.search(queries[start : start + 100], k=k, metric=metric, exact=exact):
+        for hits in searcher.search(queries[start : start + 100], k=k, metric=metric, exact=exact, expand=expand):
             out.append([h.key for h in hits])
     return out
 
@@ -46,12 +47,12 @@ def quality(ranked: list[list[str]], query_labels: list[str], label_of: dict[str
 
 
 def build_index(root: Path, refs: list[ObjectRef], raw: np.ndarray, embedder: Embedder, *, bits: int, dims: int,
-                whiten: float, hnsw_min: int) -> ImageIndex:
+                whiten: float, hnsw_min: int, clusters: int = 0) -> ImageIndex:
     index = ImageIndex.open(str(root))
     index.ensure(embedder.spec, bits=bits)
     for start in range(0, len(refs), 5000):
         index.append(refs[start : start + 5000], raw[start : start + 5000])
-    index.fit(bits=bits, dims=dims, whiten=whiten, hnsw_min=hnsw_min, min_count=1)
+    index.fit(bits=bits, dims=dims, whiten=whiten, clusters=clusters, hnsw_min=hnsw_min, min_count=1)
     return index
 
 

@@ -194,6 +194,64 @@ def anchor_graph_hashing(db: np.ndarray, q: np.ndarray, *, bits: int, anchors: i
     return np.packbits(z @ w > 0, axis=1), np.packbits(zq @ w > 0, axis=1)
 
 
+def discriminant_levers(datasets: Path, cifar_out: Path, out: Path, work: Path) -> None:
+    """The discriminant projection (encode.fit_itq clusters=K) against plain PCA: numpy on the cached
+    embeddings for several K (CIFAR-10 floats, 64-bit codes, αQE), Corel-1k fitted on its 900 with few
+    clusters, then CIFAR-10 through the index (ImageIndex.fit, Searcher) as `imgsearch fit --clusters`."""
+    import time
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench import build_index, cifar_raw, quality, rankings
+
+    from imgsearch.embed import Embedder
+    from imgsearch.search import Searcher
+    from imgsearch.segment import ObjectRef
+
+    raw, db_rows, q_rows, _ = cifar_raw(datasets, None, cifar_out)  # type: ignore[arg-type]
+    db, q = raw[: len(db_rows)], raw[len(db_rows) :]
+    db_labels, q_labels = np.array([r["label"] for r in db_rows]), np.array([r["label"] for r in q_rows])
+    for clusters in (0, 50, 100, 200):
+        started = time.perf_counter()
+        floats = fit_itq(db, bits=256, dims=256, clusters=clusters)
+        seconds = time.perf_counter() - started
+        codes = fit_itq(db, bits=64, dims=256, clusters=clusters)
+        fq, fdb = floats.floats(q), floats.floats(db)
+        say(f"cifar.discriminant_k{clusters}", {
+            "float_dims": int(fdb.shape[1]),
+            "floats_mAP@1000": mean_ap(fq @ fdb.T, q_labels, db_labels, 1000),
+            "floats_aqe10_mAP@1000": mean_ap(expanded(fq, fdb, 10, 3.0) @ fdb.T, q_labels, db_labels, 1000),
+            "codes64_mAP@1000": mean_ap(hamming_scores(codes.codes(q), codes.codes(db), 64), q_labels, db_labels, 1000),
+            "fit_seconds": round(seconds, 1),
+        })
+    # Corel-1k: 900 images allow at most 18 clusters (50 a cluster); raw cosine (no fit) is the default
+    vectors, _, labels, splits = load_corel(datasets, out, default_model_dir())
+    is_query = np.array([split == "query" for split in splits])
+    cq, cdb = vectors[is_query], vectors[~is_query]
+    for clusters in (0, 10, 14, 18):
+        encoder = fit_itq(cdb, bits=256, dims=256, clusters=clusters)
+        say(f"corel.fit900.discriminant_k{clusters}",
+            mean_ap(encoder.floats(cq) @ encoder.floats(cdb).T, labels[is_query], labels[~is_query], 100))
+
+    # through the index, as `imgsearch fit --clusters K` leaves it: HNSW base, hybrid and 64-bit Hamming
+    embedder = Embedder.load(default_model_dir())
+    refs = [ObjectRef(bucket="cifar", key=r["path"], sequencer="1") for r in db_rows]
+    label_of = {r["path"]: r["label"] for r in db_rows}
+    query_labels = [r["label"] for r in q_rows]
+    for clusters in (0, 100):
+        for bits, metric in ((256, "hybrid"), (64, "hamming")):
+            import shutil
+
+            root = work / f"cifar-k{clusters}-{bits}"
+            shutil.rmtree(root, ignore_errors=True)
+            index = build_index(root, refs, db, embedder, bits=bits, dims=256, whiten=0.0, hnsw_min=1, clusters=clusters)
+            searcher = Searcher(index)
+            say(f"cifar.index.k{clusters}.{bits}b.{metric}", quality(rankings(searcher, q, k=1000, metric=metric), query_labels, label_of, 1000))
+            if metric == "hybrid":
+                say(f"cifar.index.k{clusters}.{bits}b.hybrid_expand10",
+                    quality(rankings(searcher, q, k=1000, metric=metric, expand=10), query_labels, label_of, 1000))
+            shutil.rmtree(root, ignore_errors=True)
+
+
 def pooling_and_scales(datasets: Path, out: Path, model_dirs: list[Path]) -> None:
     """Corel-1k: GeM against average pooling (PyTorch on the feature maps, the build extra), and two
     input scales (or two models) pooled: unit(unit(a) + unit(b)), with and without αQE."""
@@ -242,6 +300,9 @@ def main() -> None:
                         help="the folder with this model's cifar-raw.npy (scripts/bench.py --out); default --out")
     parser.add_argument("--skip-cifar", action="store_true")
     parser.add_argument("--agh", action="store_true", help="only Anchor Graph Hashing against ITQ, CIFAR-10 64-bit")
+    parser.add_argument("--discriminant", action="store_true",
+                        help="only the discriminant projection (fit --clusters) against plain PCA")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/levers-work"), help="scratch indexes (--discriminant)")
     parser.add_argument("--pooling", type=Path, action="append", default=None, metavar="MODEL_DIR",
                         help="only GeM pooling and pooled scales/models on Corel over these model folders")
     args = parser.parse_args()
@@ -249,6 +310,10 @@ def main() -> None:
     if args.pooling:
         pooling_and_scales(args.datasets, args.out, args.pooling)
         save_results(args.out, "quality-levers-pooling.json")
+        return
+    if args.discriminant:
+        discriminant_levers(args.datasets, args.cifar_out or args.out, args.out, args.work)
+        save_results(args.out, "quality-levers-discriminant.json")
         return
     if args.agh:
         hashing_levers(args.datasets, args.cifar_out or args.out)
