@@ -10,7 +10,9 @@
 2. The whole hybrid search step on two searchers over the index read whole, one with huge-page buffers
    and one without, alternating query by query (each loaded fresh; the order of loading swapped halfway).
 
-Prints p50 / p90 of each way, and the kernel's transparent-huge-page mode and AnonHugePages.
+3. Cold load of the searcher read whole, with and without huge pages, three times each, alternating.
+
+Prints p50 / p90 of each way, the load times, and the kernel's transparent-huge-page mode and AnonHugePages.
 """
 
 from __future__ import annotations
@@ -111,6 +113,17 @@ def main() -> None:
         del searchers
     for name, values in steps.items():
         say(f"hybrid_step_{name}_ms_p50_p99", f"{np.percentile(values, 50):.2f} / {np.percentile(values, 99):.2f}")
+
+    # --- cold load read whole, alternating -------------------------------------------------------------
+    loads: dict[str, list[float]] = {"huge_pages": [], "small_pages": []}
+    for i in range(6):
+        name = ("huge_pages", "small_pages")[i % 2]
+        started = time.perf_counter()
+        searcher = load(name == "huge_pages")
+        loads[name].append(round(time.perf_counter() - started, 2))
+        del searcher
+    for name, values in loads.items():
+        say(f"cold_load_read_whole_{name}_seconds", values)
 
 
 if __name__ == "__main__":
