@@ -632,13 +632,14 @@ def fit_cmd(
     dims: Annotated[int, typer.Option("--dims", help="Float dimensions after PCA.")] = 256,
     whiten: Annotated[float, typer.Option("--whiten", help="0 plain PCA … 1 full whitening.")] = 0.0,
     clusters: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--clusters",
             help="Floats along the discriminant directions of this many k-means pseudo-classes (at most "
-            "clusters − 1 dimensions; 50 images a cluster needed). 0: plain PCA.",
+            "clusters − 1 dimensions; 50 images a cluster needed). 0: plain PCA. Default: 100, or as many "
+            "as the index allows down to 50 (2,500 images), else plain PCA.",
         ),
-    ] = 0,
+    ] = None,
     min_count: Annotated[int, typer.Option("--min-count", help="Refuse to fit on fewer images.")] = 1000,
     endpoint_url: EndpointOpt = None,
     threads: ThreadsOpt = 0,

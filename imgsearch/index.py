@@ -14,7 +14,6 @@ from . import manifest as manifests
 from .concepts import TopConcepts
 from .encode import (
     DEFAULT_BITS,
-    DEFAULT_CLUSTERS,
     DEFAULT_DIMS,
     DEFAULT_WHITEN,
     MIN_FIT,
@@ -447,7 +446,7 @@ class ImageIndex:
         bits: int = DEFAULT_BITS,
         dims: int = DEFAULT_DIMS,
         whiten: float = DEFAULT_WHITEN,
-        clusters: int = DEFAULT_CLUSTERS,
+        clusters: int | None = None,
         hnsw_min: int = HNSW_MIN,
         threads: int = 0,
         min_count: int = MIN_FIT,
@@ -455,7 +454,8 @@ class ImageIndex:
         max_samples: int = FIT_SAMPLES,
     ) -> tuple[Encoder, CompactResult]:
         """Fit PCA + ITQ on (a sample of) the live embeddings and make it the index's encoder (`clusters`:
-        the floats a discriminant projection of that many k-means pseudo-classes, encode.fit_itq).
+        the floats a discriminant projection of that many k-means pseudo-classes, encode.fit_itq; None:
+        as many as the maintenance policy takes for the sample's size, maintain.fit_clusters; 0: PCA).
 
         With `reencode` every segment is then rewritten with it (no image is re-read); without, the
         segments keep their encoder until maintenance re-encodes them (queries handle both meanwhile).
@@ -466,6 +466,8 @@ class ImageIndex:
                 f"the index holds {len(sample)} images; fitting needs at least {min_count} "
                 "(index more, or pass a lower minimum)"
             )
+        if clusters is None:
+            clusters = 0 if whiten else maintain.fit_clusters(len(sample))
         encoder = fit_itq(
             sample.astype(np.float32), bits=bits, dims=dims, whiten=whiten, clusters=clusters, max_samples=max_samples
         )

@@ -8,7 +8,8 @@ One set of thresholds, used by the compaction Lambda, `imgsearch compact` / `fit
   never rewritten to absorb a few new images (their deletes are tombstones in the newer segments);
 - segments still encoded by an older encoder (after a fit) are re-encoded first, `max_base` at a time;
 - the encoder is fitted (PCA + ITQ on a sample) once the index holds `fit_after` images and still uses
-  the random-projection (LSH) one.
+  the random-projection (LSH) one; its floats are discriminant directions of `fit_clusters(n)` k-means
+  pseudo-classes when the sample is large enough for them (discriminant.py), plain PCA below.
 Each `step` does one bounded piece of work, so a run cut short by a time limit loses at most that piece
 (and leaves the manifest as it was).
 """
@@ -22,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from . import settings
-from .encode import MIN_FIT
+from .encode import MIN_FIT, MIN_PER_CLUSTER
 from .errors import BadParameter
 from .manifest import Manifest, SegmentInfo
 from .segment import HNSW_MIN
@@ -34,6 +35,15 @@ MAX_BASE = settings.MAX_BASE.default  # entries in one segment at most (docs/BEN
 TIER_UNIT = 1_000  # segments smaller than this are tier 0
 TIER_FACTOR = 8
 MERGE_AT = settings.MERGE_AT.default
+FIT_CLUSTERS = 100  # pseudo-classes of a fitted encoder's floats (CIFAR-10: hybrid mAP 0.568 → 0.595, docs/BENCHMARKS.md)
+MIN_CLUSTERS = 50  # fewer would leave too few float dimensions (49): below 50 × 50 images, plain PCA
+
+
+def fit_clusters(images: int) -> int:
+    """The clusters of an encoder fitted on `images` embeddings: FIT_CLUSTERS, or as many as MIN_PER_CLUSTER
+    images a cluster allow, or 0 (plain PCA floats) when that is under MIN_CLUSTERS."""
+    clusters = min(FIT_CLUSTERS, images // MIN_PER_CLUSTER)
+    return clusters if clusters >= MIN_CLUSTERS else 0
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -126,3 +126,25 @@ def test_an_index_fitted_with_clusters_finds_each_image_first(tmp_path: Path, sp
     for metric in ("cosine", "hybrid"):
         hits = searcher.search(x[:20], k=3, metric=metric)
         assert [h[0].key for h in hits] == [f"{i:04d}" for i in range(20)]
+
+
+@pytest.mark.parametrize(("images", "clusters"), [(1000, 0), (2499, 0), (2500, 50), (4999, 99), (5000, 100), (10**7, 100)])
+def test_the_policy_fits_100_clusters_or_as_many_as_50_a_cluster_allow_down_to_50(images: int, clusters: int) -> None:
+    from imgsearch.maintain import fit_clusters
+
+    assert fit_clusters(images) == clusters
+
+
+@pytest.mark.parametrize(("images", "float_dims"), [(1200, 16), (3000, 16)])
+def test_an_index_fitted_by_default_takes_the_policys_clusters_for_its_size(
+    tmp_path: Path, spec: ModelSpec, images: int, float_dims: int
+) -> None:
+    x = unit(np.random.default_rng(7).standard_normal((images, DIM)))
+    index = ImageIndex(LocalStore(tmp_path / "index"))
+    index.ensure(spec, bits=64)
+    index.append([ObjectRef(bucket="b", key=f"{i:05d}", sequencer="1") for i in range(images)], x)
+    encoder, _ = index.fit(bits=8, dims=16, min_count=1000)
+    assert encoder.projection is not None and encoder.projection.shape[1] == float_dims
+    # 1,200 images: plain PCA (orthonormal columns); 3,000: 60 clusters, the 16 leading of their 59 directions
+    orthonormal = np.allclose(encoder.projection.T @ encoder.projection, np.eye(float_dims), atol=1e-4)
+    assert orthonormal == (images < 2500)
