@@ -252,6 +252,44 @@ def discriminant_levers(datasets: Path, cifar_out: Path, out: Path, work: Path) 
             shutil.rmtree(root, ignore_errors=True)
 
 
+def policy_path(datasets: Path, cifar_out: Path, work: Path) -> None:
+    """CIFAR-10 the way `imgsearch index` leaves it: appends, then the maintenance policy (maintain.run: the
+    automatic fit takes maintain.fit_clusters for the index's size), HNSW base; hybrid (256-bit index)
+    and Hamming (64-bit index), with and without query expansion."""
+    import shutil
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench import cifar_raw, quality, rankings
+
+    from imgsearch import maintain
+    from imgsearch.embed import Embedder
+    from imgsearch.index import ImageIndex
+    from imgsearch.search import Searcher
+    from imgsearch.segment import ObjectRef
+
+    raw, db_rows, q_rows, _ = cifar_raw(datasets, None, cifar_out)  # type: ignore[arg-type]
+    db, q = raw[: len(db_rows)], raw[len(db_rows) :]
+    spec = Embedder.load(default_model_dir()).spec
+    refs = [ObjectRef(bucket="cifar", key=r["path"], sequencer="1") for r in db_rows]
+    label_of = {r["path"]: r["label"] for r in db_rows}
+    query_labels = [r["label"] for r in q_rows]
+    for bits, metric in ((256, "hybrid"), (64, "hamming")):
+        root = work / f"cifar-policy-{bits}"
+        shutil.rmtree(root, ignore_errors=True)
+        index = ImageIndex.open(str(root))
+        index.ensure(spec, bits=bits)
+        for start in range(0, len(refs), 5000):
+            index.append(refs[start : start + 5000], db[start : start + 5000])
+        maintain.run(index)
+        encoder = index.encoder(index.manifest().encoder)
+        searcher = Searcher(index)
+        say(f"cifar.policy.{bits}b.encoder", {"version": encoder.version, "float_dims": int(encoder.projection.shape[1])})
+        for expand in (0, 10):
+            say(f"cifar.policy.{bits}b.{metric}.expand{expand}",
+                quality(rankings(searcher, q, k=1000, metric=metric, expand=expand), query_labels, label_of, 1000))
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def pooling_and_scales(datasets: Path, out: Path, model_dirs: list[Path]) -> None:
     """Corel-1k: GeM against average pooling (PyTorch on the feature maps, the build extra), and two
     input scales (or two models) pooled: unit(unit(a) + unit(b)), with and without αQE."""
@@ -302,6 +340,8 @@ def main() -> None:
     parser.add_argument("--agh", action="store_true", help="only Anchor Graph Hashing against ITQ, CIFAR-10 64-bit")
     parser.add_argument("--discriminant", action="store_true",
                         help="only the discriminant projection (fit --clusters) against plain PCA")
+    parser.add_argument("--policy", action="store_true",
+                        help="only CIFAR-10 through appends and the maintenance policy (what `imgsearch index` does)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/levers-work"), help="scratch indexes (--discriminant)")
     parser.add_argument("--pooling", type=Path, action="append", default=None, metavar="MODEL_DIR",
                         help="only GeM pooling and pooled scales/models on Corel over these model folders")
@@ -310,6 +350,10 @@ def main() -> None:
     if args.pooling:
         pooling_and_scales(args.datasets, args.out, args.pooling)
         save_results(args.out, "quality-levers-pooling.json")
+        return
+    if args.policy:
+        policy_path(args.datasets, args.cifar_out or args.out, args.work)
+        save_results(args.out, "quality-levers-policy.json")
         return
     if args.discriminant:
         discriminant_levers(args.datasets, args.cifar_out or args.out, args.out, args.work)

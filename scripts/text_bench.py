@@ -123,21 +123,24 @@ def scorers(data: Dataset, head: ConceptHead) -> dict[str, Callable[[ConceptQuer
 
 def encoded_queries(data: Dataset, search: TextSearch, head: ConceptHead, *, prefix: str) -> None:
     """The same class-name queries against vectors stored as an index stores them: ITQ encoder fitted on
-    the set (PCA 256 floats, f16), the head projected through it (ConceptHead.projected)."""
-    encoder = fit_itq(data.vectors, bits=256, dims=256, whiten=0.0)
-    floats = encoder.floats(data.vectors).astype(np.float16).astype(np.float32)
-    projected = head.projected(encoder.mean, encoder.back)
+    the set (PCA 256 floats, f16), the head projected through it (ConceptHead.projected); then the same
+    with a discriminant encoder (`imgsearch fit --clusters`, 100 clusters or as many as 50 a cluster allow)."""
     queries = {label: concepts_or_none(search, query_text(label)) for label in data.classes}
     zero = {f"mAP@{K}": 0.0, "P@10": 0.0, "mAP": 0.0}
-    methods: dict[str, Callable[[ConceptQuery], np.ndarray]] = {
-        "direction_vector": lambda q: projected.cosines(floats, q),
-        "direction_logits": lambda q: projected.scores(floats, q),
-        "top5+direction": lambda q: text_scores(q, stored=data.top, vectors=floats, head=projected),
-    }
-    for method, score in methods.items():
-        per = {label: ranking_quality(score(q), data.labels == label) if q is not None else zero
-               for label, q in queries.items()}
-        say(f"{prefix}.pca256.fused.{method}", mean_quality(per))
+    for name, clusters in (("pca256", 0), ("discriminant", min(100, len(data.vectors) // 50))):
+        encoder = fit_itq(data.vectors, bits=256, dims=256, whiten=0.0, clusters=clusters)
+        floats = encoder.floats(data.vectors).astype(np.float16).astype(np.float32)
+        projected = head.projected(encoder.mean, encoder.back)
+        methods: dict[str, Callable[[ConceptQuery], np.ndarray]] = {
+            "direction_vector": lambda q, f=floats, h=projected: h.cosines(f, q),
+            "direction_logits": lambda q, f=floats, h=projected: h.scores(f, q),
+            "top5+direction": lambda q, f=floats, h=projected: text_scores(q, stored=data.top, vectors=f, head=h),
+        }
+        label = name if not clusters else f"{name}{clusters}"
+        for method, score in methods.items():
+            per = {lab: ranking_quality(score(q), data.labels == lab) if q is not None else zero
+                   for lab, q in queries.items()}
+            say(f"{prefix}.{label}.fused.{method}", mean_quality(per))
 
 
 def storage_sweep(data: Dataset, search: TextSearch, *, prefix: str) -> None:
