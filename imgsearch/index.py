@@ -12,15 +12,7 @@ import numpy as np
 from . import maintain
 from . import manifest as manifests
 from .concepts import TopConcepts
-from .encode import (
-    DEFAULT_BITS,
-    DEFAULT_DIMS,
-    DEFAULT_WHITEN,
-    MIN_FIT,
-    Encoder,
-    fit_itq,
-    lsh,
-)
+from .encode import DEFAULT_BITS, DEFAULT_DIMS, DEFAULT_WHITEN, MIN_FIT, Encoder, fit_itq, lsh
 from .errors import BadParameter, IndexNotFound, ModelMismatch, ObjectNotFound
 from .keytable import KeyTable
 from .manifest import Manifest, SegmentInfo

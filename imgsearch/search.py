@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,10 +68,10 @@ def _threads() -> ThreadPoolExecutor:
 
 
 def _side_by_side(jobs: Sequence[Callable[[], T]], costs: Sequence[float]) -> list[T]:
-    """The jobs' results, in order, run in one lane per core: each job goes to the lane with the least
-    estimated cost so far, largest first; the costliest lane runs on the calling thread, the others on
-    the pool's workers. On 2 cores a 1M index's 800k-row graph runs alone on one while the 200k graph and
-    the pool of small segments run one after the other on the other (no third thread competing)."""
+    """The jobs' results, in order, run in one lane per core: each job, largest first, goes to the lane
+    with the least estimated cost so far; the largest job's lane runs on the calling thread, the others
+    on the pool's workers. On 2 cores a 1M index's 800k-row graph runs alone on one while the 200k graph
+    and the pool of small segments run one after the other on the other (no third thread competing)."""
     lanes: list[list[int]] = [[] for _ in range(min(len(jobs), os.cpu_count() or 2))]
     loads = [0.0] * len(lanes)
     for job in sorted(range(len(jobs)), key=lambda j: -costs[j]):
@@ -84,9 +85,12 @@ def _side_by_side(jobs: Sequence[Callable[[], T]], costs: Sequence[float]) -> li
             results[job] = jobs[job]()
 
     waiting = [_threads().submit(run, lane) for lane in lanes[1:]]
-    run(lanes[0])
+    try:
+        run(lanes[0])
+    finally:
+        futures.wait(waiting)  # no lane left running behind a failure
     for future in waiting:
-        future.result()
+        future.result()  # re-raises a lane's failure
     return results  # type: ignore[return-value]  # every lane has run
 
 

@@ -110,3 +110,26 @@ def test_side_by_side_keeps_the_jobs_order_and_runs_the_costliest_on_the_calling
     assert ran[1] == here
     assert {ran[0], ran[2], ran[3]} != {here} and len({ran[0], ran[2], ran[3]}) == 1
     assert search._side_by_side([job(7)], [1.0]) == [70] and ran[7] == here
+
+
+def test_side_by_side_raises_a_lanes_failure_after_every_lane_has_finished(monkeypatch) -> None:
+    import os
+    import threading
+    import time
+
+    from imgsearch import search
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    finished = threading.Event()
+
+    def fail() -> int:
+        raise ValueError("a segment failed")
+
+    def slow() -> int:
+        time.sleep(0.2)
+        finished.set()
+        return 1
+
+    with pytest.raises(ValueError, match="a segment failed"):
+        search._side_by_side([fail, slow], [10.0, 1.0])  # the failure on this thread, the slow job on a worker
+    assert finished.is_set()
