@@ -6,17 +6,22 @@ way S3 is) therefore lands in an anonymous mapping advised `MADV_HUGEPAGE` (2 MB
 bytearray. On the 800k-image base of the 1M benchmark one graph search fell from 1.80–1.85 to
 1.47 ms at p50 (−20 %; `scripts/hugepages_ab.py`, alternating in one process). Linux honours the
 advice when `/sys/kernel/mm/transparent_hugepage/enabled` is `always` or `madvise`; elsewhere (`never`,
-macOS) the mapping keeps small pages and nothing else changes. Memory-mapped files (a directory index,
-EFS) keep the page cache's small pages: ext4 and NFS have no huge pages for it.
+macOS) the mapping keeps small pages and nothing else changes. The page cache behind a memory-mapped
+file (a directory index, EFS) has no huge pages (ext4, NFS), so where the kernel grants them a mapped
+segment's graphs are read into such a buffer at load (`MappedNpz.resident`); its other arrays stay
+mapped.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import mmap
 import sys
+from pathlib import Path
 
 HUGE_MIN = 8 * 2**20  # a buffer at least this large asks for huge pages (a smaller graph fits the TLB's reach)
+THP_MODE = "/sys/kernel/mm/transparent_hugepage/enabled"
 
 
 def buffer(size: int) -> bytearray | mmap.mmap:
@@ -31,11 +36,24 @@ def buffer(size: int) -> bytearray | mmap.mmap:
     return mapping
 
 
-def read_file(path: str, size: int) -> bytes | bytearray | mmap.mmap:
-    """The whole file, into `buffer(size)` when it is large (else plain bytes)."""
+@functools.cache
+def granted() -> bool:
+    """Whether the kernel gives huge pages to a mapping advised for them (transparent huge pages in
+    `always` or `madvise` mode)."""
+    try:
+        mode = Path(THP_MODE).read_text()
+    except OSError:
+        return False
+    return "[always]" in mode or "[madvise]" in mode
+
+
+def read_file(path: str, size: int, *, offset: int = 0) -> bytes | bytearray | mmap.mmap:
+    """`size` bytes of the file from `offset` (the whole file by default), into `buffer(size)` when they are
+    many (else plain bytes)."""
     with open(path, "rb") as handle:
+        handle.seek(offset)
         if size < HUGE_MIN:
-            return handle.read()
+            return handle.read(size)
         out = buffer(size)
         view, done = memoryview(out), 0
         while done < size:

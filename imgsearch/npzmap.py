@@ -21,6 +21,8 @@ from typing import Any, BinaryIO, cast
 import numpy as np
 from numpy.lib import format as npy
 
+from . import hugepages
+
 LOCAL_HEADER = struct.Struct("<4s5H3I2H")  # a zip local file header (30 bytes)
 
 
@@ -68,6 +70,8 @@ class MappedNpz:
             with open(source, "rb") as handle:
                 self.map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
             path = archive_source = source
+        self.path = None if isinstance(path, str) and path == "<bytes>" else Path(path)
+        self.copies: dict[str, Any] = {}  # member → its bytes copied into huge pages (resident)
         self.spans: dict[str, tuple[int, int]] = {}  # member → (offset of its .npy bytes, length)
         with zipfile.ZipFile(archive_source) as archive:
             for info in archive.infolist():
@@ -85,17 +89,33 @@ class MappedNpz:
         return name in self.spans
 
     def __getitem__(self, name: str) -> np.ndarray:
+        offset, (shape, fortran, dtype) = self._header(name)
+        if dtype.hasobject:
+            raise ValueError(f"member {name} holds Python objects; it cannot be mapped")
+        count = int(np.prod(shape, dtype=np.int64))
+        array = np.frombuffer(self.map, dtype=dtype, count=count, offset=offset)
+        return array.reshape(shape, order="F" if fortran else "C")
+
+    def _header(self, name: str) -> tuple[int, tuple[Any, bool, np.dtype]]:
+        """Where a member's array bytes start, and its (shape, Fortran order, dtype) from the .npy header."""
         start, size = self.spans[name]
         header = io.BytesIO(self.map[start : start + min(size, 65536)])
         version = npy.read_magic(header)
         read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
-        shape, fortran, dtype = read(header)
-        if dtype.hasobject:
-            raise ValueError(f"member {name} holds Python objects; it cannot be mapped")
-        count = int(np.prod(shape, dtype=np.int64))
-        array = np.frombuffer(self.map, dtype=dtype, count=count, offset=start + header.tell())
-        return array.reshape(shape, order="F" if fortran else "C")
+        fields = read(header)
+        return start + header.tell(), fields
 
     def buffer(self, name: str) -> memoryview:
         """The bytes of a 1-d uint8 member (no copy)."""
         return self[name].data
+
+    def resident(self, name: str) -> memoryview:
+        """The bytes of a 1-d uint8 member, read from a mapped file into huge pages when it is large and
+        the kernel gives huge pages (a graph: hugepages.py), else `buffer(name)`. Read by `readinto` from the
+        file, not through the map, so the file's pages do not also count in the process's memory."""
+        view = self.buffer(name)
+        if self.path is None or len(view) < hugepages.HUGE_MIN or not hugepages.granted():
+            return view
+        copy = hugepages.read_file(str(self.path), len(view), offset=self._header(name)[0])
+        self.copies[name] = copy  # the graph points into it: kept as long as this map
+        return memoryview(copy)[: len(view)]

@@ -340,9 +340,11 @@ class Segment:
 
     @classmethod
     def from_file(cls, path: Path, *, expansion_search: int | None = None) -> Segment:
-        """A segment memory-mapped from local disk (a directory index, EFS, /tmp): no copy at load."""
+        """A segment memory-mapped from local disk (a directory index, EFS, /tmp): no copy at load, but for
+        large graphs where huge pages are granted (read into them: npzmap.MappedNpz.resident)."""
         mapped = MappedNpz(path)
-        segment = cls.from_arrays(mapped, expansion_search=expansion_search, graphs=mapped.buffer, view=True)
+        # graphs into huge pages when the kernel gives them (hugepages.py): a search reads them at random
+        segment = cls.from_arrays(mapped, expansion_search=expansion_search, graphs=mapped.resident, view=True)
         segment.mapped = mapped  # the arrays and graphs point into this map: keep it open
         return segment
 

@@ -121,3 +121,37 @@ def test_a_large_s3_object_is_read_in_parts_into_a_huge_page_buffer(
     assert isinstance(got, mmap.mmap) and bytes(got) == data
     rows, _ = Segment.from_bytes(got).search_floats(built.vectors(np.arange(3)), 1)
     assert rows[:, 0].tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("granted", [True, False])
+def test_a_mapped_segments_graphs_are_read_into_huge_pages_where_granted_and_search_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, granted: bool
+) -> None:
+    built = built_segment()
+    path = tmp_path / "query.npz"
+    path.write_bytes(built.to_bytes())
+    plain = Segment.from_file(path)  # HUGE_MIN is 8 MB: this small graph stays mapped
+    assert plain.mapped is not None and not plain.mapped.copies
+    monkeypatch.setattr(hugepages, "HUGE_MIN", 4096)
+    monkeypatch.setattr(hugepages, "granted", lambda: granted)
+    copied = Segment.from_file(path)
+    assert copied.mapped is not None
+    graphs = {"float_index"} | ({"code_index"} if built.code_index is not None else set())
+    assert set(copied.mapped.copies) == (graphs if granted else set())
+    assert all(isinstance(c, mmap.mmap) for c in copied.mapped.copies.values())
+    queries = built.vectors(np.arange(0, 600, 7))
+    assert np.array_equal(copied.search_floats(queries, 5)[0], plain.search_floats(queries, 5)[0])
+    assert np.array_equal(copied.vectors(np.arange(50)), plain.vectors(np.arange(50)))  # rows from the copy
+
+
+def test_granted_reads_the_kernels_transparent_huge_page_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for text, expected in (("always [madvise] never", True), ("[always] madvise never", True), ("always madvise [never]", False)):
+        mode = tmp_path / "enabled"
+        mode.write_text(text)
+        monkeypatch.setattr(hugepages, "THP_MODE", str(mode))
+        hugepages.granted.cache_clear()
+        assert hugepages.granted() is expected
+    monkeypatch.setattr(hugepages, "THP_MODE", str(tmp_path / "absent"))
+    hugepages.granted.cache_clear()
+    assert hugepages.granted() is False
+    hugepages.granted.cache_clear()
