@@ -35,7 +35,7 @@ MAX_BASE = settings.MAX_BASE.default  # entries in one segment at most (docs/BEN
 TIER_UNIT = 1_000  # segments smaller than this are tier 0
 TIER_FACTOR = 8
 MERGE_AT = settings.MERGE_AT.default
-FIT_CLUSTERS = 100  # pseudo-classes of a fitted encoder's floats (CIFAR-10: hybrid mAP 0.568 → 0.594, docs/BENCHMARKS.md)
+FIT_CLUSTERS = 100  # pseudo-classes of a fitted encoder's floats (CIFAR-10: hybrid mAP 0.568 → 0.605, docs/BENCHMARKS.md)
 MIN_CLUSTERS = 50  # fewer would leave too few float dimensions (49): below 50 × 50 images, plain PCA
 
 
