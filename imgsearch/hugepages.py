@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import mmap
-import sys
 from pathlib import Path
 
 HUGE_MIN = 8 * 2**20  # a buffer at least this large asks for huge pages (a smaller graph fits the TLB's reach)
@@ -27,8 +26,8 @@ THP_MODE = "/sys/kernel/mm/transparent_hugepage/enabled"
 def buffer(size: int) -> bytearray | mmap.mmap:
     """A writable, zeroed buffer of `size` bytes: an anonymous mapping advised for huge pages when it is
     large and the platform knows the advice, else a bytearray."""
-    advice = getattr(mmap, "MADV_HUGEPAGE", None)
-    if size < HUGE_MIN or advice is None or not sys.platform.startswith("linux"):
+    advice = getattr(mmap, "MADV_HUGEPAGE", None)  # Linux only
+    if size < HUGE_MIN or advice is None:
         return bytearray(size)
     mapping = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     with contextlib.suppress(OSError):  # a kernel built without transparent huge pages: small pages

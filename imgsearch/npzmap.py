@@ -63,14 +63,14 @@ class MappedNpz:
     def __init__(self, source: Path | str | bytes | bytearray | mmap.mmap) -> None:
         self.map: mmap.mmap | bytes | bytearray
         path: Path | str
+        self.path: Path | None  # the mapped file (None: bytes read whole)
         if not isinstance(source, (Path, str)):  # read whole (a large object comes in a huge-page mapping)
-            self.map, path = source, "<bytes>"
+            self.map, self.path, path = source, None, "<bytes>"
             archive_source: Path | str | BinaryIO = reader(source)  # reads the bytes in place (no copy)
         else:
             with open(source, "rb") as handle:
                 self.map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-            path = archive_source = source
-        self.path = None if isinstance(path, str) and path == "<bytes>" else Path(path)
+            self.path, path, archive_source = Path(source), source, source
         self.copies: dict[str, Any] = {}  # member → its bytes copied into huge pages (resident)
         self.spans: dict[str, tuple[int, int]] = {}  # member → (offset of its .npy bytes, length)
         with zipfile.ZipFile(archive_source) as archive:
@@ -113,9 +113,10 @@ class MappedNpz:
         """The bytes of a 1-d uint8 member, read from a mapped file into huge pages when it is large and
         the kernel gives huge pages (a graph: hugepages.py), else `buffer(name)`. Read by `readinto` from the
         file, not through the map, so the file's pages do not also count in the process's memory."""
-        view = self.buffer(name)
-        if self.path is None or len(view) < hugepages.HUGE_MIN or not hugepages.granted():
-            return view
-        copy = hugepages.read_file(str(self.path), len(view), offset=self._header(name)[0])
+        offset, (shape, _, dtype) = self._header(name)
+        size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if self.path is None or size < hugepages.HUGE_MIN or not hugepages.granted():
+            return self.buffer(name)
+        copy = hugepages.read_file(str(self.path), size, offset=offset)
         self.copies[name] = copy  # the graph points into it: kept as long as this map
-        return memoryview(copy)[: len(view)]
+        return memoryview(copy)[:size]

@@ -39,16 +39,13 @@ def small_pages(size: int) -> bytearray:
 
 def main() -> None:
     args, queries = index_ab(__doc__)
+    from scale import WholeStore  # a directory read the way S3 is: every object read whole
+
     import imgsearch._onnx_first  # noqa: F401  (onnxruntime before usearch)
     from imgsearch import hugepages
     from imgsearch.index import ImageIndex
     from imgsearch.search import Searcher, graph_expansion
     from imgsearch.segment import Segment
-    from imgsearch.store import LocalStore
-
-    class WholeStore(LocalStore):  # a directory read the way S3 is: every object read whole
-        def local_path(self, name: str) -> None:
-            return None
 
     mode = Path("/sys/kernel/mm/transparent_hugepage/enabled")
     say("transparent_hugepage", mode.read_text().strip() if mode.exists() else "absent")

@@ -198,6 +198,7 @@ def discriminant_levers(datasets: Path, cifar_out: Path, out: Path, work: Path) 
     """The discriminant projection (encode.fit_itq clusters=K) against plain PCA: numpy on the cached
     embeddings for several K (CIFAR-10 floats, 64-bit codes, αQE), Corel-1k fitted on its 900 with few
     clusters, then CIFAR-10 through the index (ImageIndex.fit, Searcher) as `imgsearch fit --clusters`."""
+    import shutil
     import time
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -239,8 +240,6 @@ def discriminant_levers(datasets: Path, cifar_out: Path, out: Path, work: Path) 
     query_labels = [r["label"] for r in q_rows]
     for clusters in (0, 100):
         for bits, metric in ((256, "hybrid"), (64, "hamming")):
-            import shutil
-
             root = work / f"cifar-k{clusters}-{bits}"
             shutil.rmtree(root, ignore_errors=True)
             index = build_index(root, refs, db, embedder, bits=bits, dims=256, whiten=0.0, hnsw_min=1, clusters=clusters)
