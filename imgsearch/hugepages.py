@@ -17,9 +17,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import mmap
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HUGE_MIN = 8 * 2**20  # a buffer at least this large asks for huge pages (a smaller graph fits the TLB's reach)
+READ_PART = 16 * 2**20  # a large file is read in pieces this size, side by side (read_file)
 THP_MODE = "/sys/kernel/mm/transparent_hugepage/enabled"
 
 
@@ -46,19 +49,43 @@ def granted() -> bool:
     return "[always]" in mode or "[madvise]" in mode
 
 
-def read_file(path: str, size: int, *, offset: int = 0) -> bytes | bytearray | mmap.mmap:
+def read_file(
+    path: str, size: int, *, offset: int = 0, threads: int | None = None
+) -> bytes | bytearray | mmap.mmap:
     """`size` bytes of the file from `offset` (the whole file by default), into `buffer(size)` when they are
-    many (else plain bytes)."""
+    many (else plain bytes).
+
+    A large read is split into `READ_PART` pieces read side by side, one thread per core by default
+    (`os.preadv` releases the GIL): the first touch of memory the kernel has not used lately costs a
+    fault on the host under a virtual machine (Firecracker returns free memory to the host), and those
+    faults run in parallel. On the 1M benchmark's 800k base (293 MB) a cold fill took 0.84–1.18 s on one
+    thread and 0.48–0.75 s on two (`scripts/hugepages_ab.py`, docs/BENCHMARKS.md).
+    """
     with open(path, "rb") as handle:
-        handle.seek(offset)
         if size < HUGE_MIN:
+            handle.seek(offset)
             return handle.read(size)
         out = buffer(size)
-        view, done = memoryview(out), 0
-        while done < size:
-            got = handle.readinto(view[done:])
-            if not got:
-                raise OSError(f"{path}: ended after {done} of {size} bytes (changed while read?)")
-            done += got
-        view.release()
+        view = memoryview(out)
+        starts = range(0, size, READ_PART)
+        fd = handle.fileno()
+
+        def part(start: int) -> None:
+            end, done = min(size, start + READ_PART), start
+            while done < end:
+                got = os.preadv(fd, [view[done:end]], offset + done)
+                if not got:
+                    raise OSError(f"{path}: ended after {done} of {size} bytes (changed while read?)")
+                done += got
+
+        workers = max(1, min(len(starts), threads or os.cpu_count() or 1))
+        try:
+            if workers == 1:
+                for start in starts:
+                    part(start)
+            else:
+                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="read-whole") as pool:
+                    list(pool.map(part, starts))  # re-raises the first failure
+        finally:
+            view.release()
         return out

@@ -32,13 +32,15 @@ def save_results(out: Path, name: str) -> Path:
     return path
 
 
-def index_ab(description: str | None) -> tuple[argparse.Namespace, np.ndarray]:
+def index_ab(description: str | None, *, pause: bool = False) -> tuple[argparse.Namespace, np.ndarray]:
     """The A/B scripts' command line (--index, --queries, --raw) and their queries: the last --queries rows of
     --raw, the scale benchmark's CIFAR-10 queries. Prints the command line first."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--index", required=True)
     parser.add_argument("--queries", type=int, default=400)
     parser.add_argument("--raw", type=Path, default=Path("bench-out/cifar-raw.npy"))
+    if pause:
+        parser.add_argument("--pause", type=float, default=8.0, help="seconds before each cold load")
     args = parser.parse_args()
     print(f"command: {' '.join(sys.argv)}")
     return args, np.load(args.raw, mmap_mode="r")[-args.queries :].astype(np.float32)

@@ -75,6 +75,19 @@ def test_a_file_read_whole_comes_back_byte_for_byte(tmp_path: Path, size: int) -
     assert bytes(got) == data
 
 
+@pytest.mark.parametrize("threads", [1, 2, 5])
+def test_a_file_read_in_parts_side_by_side_comes_back_byte_for_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: int
+) -> None:
+    monkeypatch.setattr(hugepages, "READ_PART", 2**20 + 4096)  # parts that do not divide the file
+    size, offset = hugepages.HUGE_MIN + 3 * 2**20 + 17, 12345
+    data = np.random.default_rng(threads).integers(0, 256, offset + size, dtype=np.uint8).tobytes()
+    path = tmp_path / "object"
+    path.write_bytes(data)
+    got = hugepages.read_file(str(path), size, offset=offset, threads=threads)
+    assert bytes(got) == data[offset:]
+
+
 def test_a_file_that_shrinks_while_read_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "object"
     path.write_bytes(b"x" * 100)
