@@ -33,7 +33,7 @@ import imgsearch._onnx_first  # noqa: F401  # isort: skip  # onnxruntime before 
 from usearch.index import Index
 from usearch.index import search as exact_search
 
-from . import graphrows, settings
+from . import graphrows, layout, settings
 from .concepts import TopConcepts
 from .encode import Encoder
 from .keytable import SEQUENCER_WIDTH, KeyTable, normalise_sequencer, object_id
@@ -195,10 +195,11 @@ class Segment:
             connectivity=CONNECTIVITY,
             expansion_add=EXPANSION_ADD,
         )
+        added = layout.order(floats)  # similar rows side by side in the graph's memory (layout.py)
         for start in range(0, len(rows), ENCODE_CHUNK):  # float32 copies a chunk at a time
-            end = start + ENCODE_CHUNK
-            part = floats[start:end].astype(np.float32)
-            graph.add(rows[start:end], part if rotation is None else quantise(part, rotation), threads=threads)
+            at = added[start : start + ENCODE_CHUNK]
+            part = floats[at].astype(np.float32)
+            graph.add(rows[at], part if rotation is None else quantise(part, rotation), threads=threads)
         # Only the float graph: hybrid ranks large segments on it (docs/BENCHMARKS.md, scale). Hamming
         # searches them with a popcount scan; segments of earlier versions may still carry a code graph.
         self.float_index = graph

@@ -193,3 +193,29 @@ def test_no_slot_map_is_stored_when_the_saved_graph_is_laid_out_otherwise() -> N
     saved[0:4] = (ROWS + 1).to_bytes(4, "little")  # not the rows × width header this module reads
     assert graphrows.slots(built.float_index, bytes(saved)) is None
     assert graphrows.matrix(bytes(saved), ROWS, built.float_index.ndim) is None
+
+
+def test_a_large_graph_adds_its_rows_grouped_by_nearest_sampled_row_and_keeps_every_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    from imgsearch import layout
+
+    monkeypatch.setattr(layout, "CENTRES", 8)
+    monkeypatch.setattr(layout, "MIN_ROWS", 64)
+    raw = clustered(ROWS, seed=5)
+    added = layout.order(raw)
+    assert sorted(added.tolist()) == list(range(ROWS))  # every row once
+    # grouped: each row's nearest sampled row changes at most 8 - 1 times along the order
+    centres = raw[np.sort(np.random.default_rng(0).choice(ROWS, 8, replace=False))]
+    nearest = np.argmax(raw[added] @ centres.T, axis=1)
+    assert int((np.diff(nearest) != 0).sum()) <= 7
+    assert (np.diff(nearest) >= 0).all()
+    built, floats = segment()  # the graph's keys are still the row numbers, in whatever slots
+    rows = np.arange(ROWS)
+    assert np.allclose(built.vectors(rows), floats, atol=0.02)
+    found, _ = built.search_floats(floats[:50], 1)
+    assert (found[:, 0] == rows[:50]).all()
+
+
+def test_a_small_graph_adds_its_rows_in_row_order() -> None:
+    from imgsearch import layout
+
+    assert (layout.order(clustered(layout.MIN_ROWS - 1)) == np.arange(layout.MIN_ROWS - 1)).all()
