@@ -251,6 +251,66 @@ def discriminant_levers(datasets: Path, cifar_out: Path, out: Path, work: Path) 
             shutil.rmtree(root, ignore_errors=True)
 
 
+def beyond_discriminant(datasets: Path, cifar_out: Path, out: Path) -> None:
+    """Three probes on top of the default fit (100 clusters on CIFAR-10), numpy on the cached embeddings:
+    signed power p of the features before fitting (p = 0.5 is the square root: not a linear encoder),
+    Anchor Graph Hashing on the discriminant floats instead of ITQ, and the classifier's logit space
+    (x @ Wᵀ of the ImageNet head, a fixed supervised projection shipped with the model) as the floats."""
+    import time
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench import cifar_raw
+
+    raw, db_rows, q_rows, _ = cifar_raw(datasets, None, cifar_out)  # type: ignore[arg-type]
+    raw = np.asarray(raw, dtype=np.float32)
+    n = len(db_rows)
+    db_labels, q_labels = np.array([r["label"] for r in db_rows]), np.array([r["label"] for r in q_rows])
+    vectors, _, labels, splits = load_corel(datasets, out, default_model_dir())
+    vectors = vectors.astype(np.float32)
+    is_query = np.array([split == "query" for split in splits])
+
+    def corel(x: np.ndarray) -> float:
+        return mean_ap(x[is_query] @ x[~is_query].T, labels[is_query], labels[~is_query], 100)
+
+    def cifar(x: np.ndarray) -> float:
+        return mean_ap(x[n:] @ x[:n].T, q_labels, db_labels, 1000)
+
+    for power in (1.0, 0.7, 0.5):
+        powered = unit(np.sign(raw) * np.abs(raw) ** power)
+        db, q = powered[:n], powered[n:]
+        floats = fit_itq(db, bits=256, dims=256, clusters=100)
+        codes = fit_itq(db, bits=64, dims=256, clusters=100)
+        fq, fdb = floats.floats(q), floats.floats(db)
+        result = {
+            "floats_mAP@1000": mean_ap(fq @ fdb.T, q_labels, db_labels, 1000),
+            "floats_aqe10_mAP@1000": mean_ap(expanded(fq, fdb, 10, 3.0) @ fdb.T, q_labels, db_labels, 1000),
+            "codes64_mAP@1000": mean_ap(hamming_scores(codes.codes(q), codes.codes(db), 64), q_labels, db_labels, 1000),
+        }
+        for anchors in (1000, 2000):
+            started = time.perf_counter()
+            agh, agh_q = anchor_graph_hashing(fdb, fq, bits=64, anchors=anchors, s=5)
+            result[f"agh64_m{anchors}_s5_mAP@1000"] = mean_ap(hamming_scores(agh_q, agh, 64), q_labels, db_labels, 1000)
+            result[f"agh64_m{anchors}_train_seconds"] = round(time.perf_counter() - started, 1)
+        say(f"cifar.k100.power{power:g}", result)
+        corel_powered = unit(np.sign(vectors) * np.abs(vectors) ** power)
+        fitted = {k: fit_itq(corel_powered[~is_query], bits=256, dims=256, clusters=k) for k in (0, 14)}
+        say(f"corel.power{power:g}", {
+            "raw_cosine_mAP@100": corel(corel_powered),
+            "aqe10_mAP@100": mean_ap(expanded(corel_powered[is_query], corel_powered[~is_query], 10, 3.0)
+                                     @ corel_powered[~is_query].T, labels[is_query], labels[~is_query], 100),
+            **{f"fit900_k{k}_mAP@100": corel(e.floats(corel_powered)) for k, e in fitted.items()},
+        })
+    head = ConceptHead.load(default_model_dir(), ModelSpec.load(default_model_dir()))
+    for name, x, score in (("corel", vectors, corel), ("cifar", raw, cifar)):
+        logits = x @ head.weight.T
+        say(f"{name}.logit_space", {
+            "raw_cosine": score(unit(x)),
+            "logits": score(unit(logits)),
+            "logits_centred": score(unit(logits - logits.mean(axis=0))),
+            "features_and_centred_logits": score(unit(np.hstack([unit(x - x.mean(axis=0)), unit(logits - logits.mean(axis=0))]))),
+        })
+
+
 def policy_path(datasets: Path, cifar_out: Path, work: Path) -> None:
     """CIFAR-10 the way `imgsearch index` leaves it: appends, then the maintenance policy (maintain.run: the
     automatic fit takes maintain.fit_clusters for the index's size), HNSW base; hybrid (256-bit index)
@@ -341,6 +401,8 @@ def main() -> None:
                         help="only the discriminant projection (fit --clusters) against plain PCA")
     parser.add_argument("--policy", action="store_true",
                         help="only CIFAR-10 through appends and the maintenance policy (what `imgsearch index` does)")
+    parser.add_argument("--beyond", action="store_true",
+                        help="only the probes on top of the default fit: feature power, AGH, logit space")
     parser.add_argument("--work", type=Path, default=Path("/tmp/levers-work"), help="scratch indexes (--discriminant)")
     parser.add_argument("--pooling", type=Path, action="append", default=None, metavar="MODEL_DIR",
                         help="only GeM pooling and pooled scales/models on Corel over these model folders")
@@ -357,6 +419,10 @@ def main() -> None:
     if args.discriminant:
         discriminant_levers(args.datasets, args.cifar_out or args.out, args.out, args.work)
         save_results(args.out, "quality-levers-discriminant.json")
+        return
+    if args.beyond:
+        beyond_discriminant(args.datasets, args.cifar_out or args.out, args.out)
+        save_results(args.out, "quality-levers-beyond.json")
         return
     if args.agh:
         hashing_levers(args.datasets, args.cifar_out or args.out)
