@@ -149,7 +149,10 @@ def test_help_shows_the_default_of_every_option_that_has_one_flags_included() ->
     assert "[default: (off)]" in help_row(["info"], "--json")
 
 
-def test_shell_completion_is_installable_and_completes_the_choices() -> None:
+def test_shell_completion_is_installable_and_completes_the_choices(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the shell named on the command line, not detected from the parent process (under `sh`, as CI may run
+    # the tests, Typer's detection answers "Shell sh not supported"): Typer's own switch for its tests
+    monkeypatch.setenv("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION", "1")
     root = run("--help", env=WIDE).stdout
     script = CliRunner().invoke(app, ["--show-completion", "bash"], prog_name="imgsearch")
     words = {"_IMGSEARCH_COMPLETE": "complete_bash", "COMP_WORDS": "imgsearch search --metric ", "COMP_CWORD": "3"}
