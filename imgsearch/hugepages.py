@@ -58,8 +58,8 @@ def read_file(
     A large read is split into `READ_PART` pieces read side by side, one thread per core by default
     (`os.preadv` releases the GIL): the first touch of memory the kernel has not used lately costs a
     fault on the host under a virtual machine (Firecracker returns free memory to the host), and those
-    faults run in parallel. On the 1M benchmark's 800k base (293 MB) a cold fill took 0.84–1.18 s on one
-    thread and 0.48–0.75 s on two (`scripts/hugepages_ab.py`, docs/BENCHMARKS.md).
+    faults run in parallel. The 1M benchmark's index read whole after a pause (cold memory) loaded in
+    0.83–1.05 s on one thread and 0.51–0.57 s on two (`scripts/hugepages_ab.py`, docs/BENCHMARKS.md).
     """
     with open(path, "rb") as handle:
         if size < HUGE_MIN:

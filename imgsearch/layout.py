@@ -4,10 +4,10 @@ USearch lays a graph's nodes out in the order they are added. Rows arrive in upl
 neighbours of a node sit anywhere in hundreds of megabytes and each step of a search misses the caches.
 Added grouped by their nearest of `CENTRES` rows sampled from the segment, a node's neighbours mostly sit
 near it. On the 1M benchmark's 800k base (int8, 99 dimensions, `expansion_search` 229) one search fell from
-1.24 to 0.87 ms at p50 warm and from 1.59 to 1.08 ms with the caches flushed between queries (as they
-are after the other bases' searches), recall@10 against exact search 0.983 → 0.980, and the graph built in
-28 s instead of 56 (`scripts/layout_ab.py`, docs/BENCHMARKS.md). Keys stay the row numbers: only the
-slots change, which the segment's slot map records (graphrows.py).
+1.25 to 0.90 ms at p50 warm and from 1.77 to 1.12 ms with the caches flushed before each query (as the
+other bases' searches leave them), recall@10 against exact search went from 0.9815 to 0.9825, and the
+graph built in 32 s instead of 50 (`scripts/layout_ab.py`, docs/BENCHMARKS.md). Keys stay the row
+numbers: only the slots change, which the segment's slot map records (graphrows.py).
 """
 
 from __future__ import annotations
