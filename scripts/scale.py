@@ -61,6 +61,26 @@ class Peak:
         self.mb = peak_mb_since(self.before)
 
 
+class Steal:
+    """The share of the machine's CPU time the hypervisor gave to others during a block (the `steal`
+    column of /proc/stat): the part of a slow run that is not this code's."""
+
+    @staticmethod
+    def _now() -> tuple[float, float]:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        ticks = [float(f) for f in fields]
+        return ticks[7] if len(ticks) > 7 else 0.0, sum(ticks[:8])
+
+    def __enter__(self) -> Steal:
+        self.before = self._now() if Path("/proc/stat").exists() else (0.0, 0.0)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        after = self._now() if Path("/proc/stat").exists() else (0.0, 0.0)
+        total = after[1] - self.before[1]
+        self.share = (after[0] - self.before[0]) / total if total > 0 else 0.0
+
+
 def normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
@@ -276,11 +296,13 @@ def reader(index: ImageIndex, work: Path, data: Data, queries: np.ndarray, args:
     for q in queries[:20]:  # warm
         read.search(q[None, :], k=10, metric="hybrid")
     took = []
-    for q in queries:
-        t = time.perf_counter()
-        read.search(q[None, :], k=10, metric="hybrid")
-        took.append((time.perf_counter() - t) * 1000)
+    with Steal() as steal:
+        for q in queries:
+            t = time.perf_counter()
+            read.search(q[None, :], k=10, metric="hybrid")
+            took.append((time.perf_counter() - t) * 1000)
     say("search_hybrid_read_whole_ms_p50_p99", f"{percentile(took, 50):.2f} / {percentile(took, 99):.2f}")
+    say("cpu_steal_share_read_whole_loop", round(steal.share, 3))
     del read
     with Peak() as load:
         searcher = Searcher(ImageIndex(LocalStore(work / "index")))
@@ -302,25 +324,29 @@ def reader(index: ImageIndex, work: Path, data: Data, queries: np.ndarray, args:
     for _ in range(20):  # warm
         searcher.search(queries[:1], k=10, metric="hybrid")
     took = []  # hybrid queries one after another, as a query function serving the default metric runs them
-    for q in queries:
-        t = time.perf_counter()
-        searcher.search(q[None, :], k=10, metric="hybrid")
-        took.append((time.perf_counter() - t) * 1000)
+    with Steal() as steal:
+        for q in queries:
+            t = time.perf_counter()
+            searcher.search(q[None, :], k=10, metric="hybrid")
+            took.append((time.perf_counter() - t) * 1000)
     say("search_hybrid_mapped_alone_ms_p50_p99", f"{percentile(took, 50):.2f} / {percentile(took, 99):.2f}")
+    say("cpu_steal_share_mapped_alone_loop", round(steal.share, 3))
     # the mixed loop: each hybrid query follows a Hamming scan of every code (32 MB at 1M), which leaves
     # the caches cold for the graphs
     timings: dict[str, list[float]] = {"hybrid": [], "cosine": [], "hamming": [], "hybrid_prefix": []}
     found: dict[str, list[list[str]]] = {"hybrid": [], "cosine": []}
-    for q in queries:
-        for metric in ("hybrid", "cosine", "hamming"):
+    with Steal() as steal:
+        for q in queries:
+            for metric in ("hybrid", "cosine", "hamming"):
+                t = time.perf_counter()
+                hits = searcher.search(q[None, :], k=10, metric=metric)[0]
+                timings[metric].append((time.perf_counter() - t) * 1000)
+                if metric in found:
+                    found[metric].append([h.key for h in hits])
             t = time.perf_counter()
-            hits = searcher.search(q[None, :], k=10, metric=metric)[0]
-            timings[metric].append((time.perf_counter() - t) * 1000)
-            if metric in found:
-                found[metric].append([h.key for h in hits])
-        t = time.perf_counter()
-        searcher.search(q[None, :], k=10, metric="hybrid", prefix="p07/")
-        timings["hybrid_prefix"].append((time.perf_counter() - t) * 1000)
+            searcher.search(q[None, :], k=10, metric="hybrid", prefix="p07/")
+            timings["hybrid_prefix"].append((time.perf_counter() - t) * 1000)
+    say("cpu_steal_share_mixed_loop", round(steal.share, 3))
     say("query_path_bytes_per_image_rss_mapped_after_queries_peak", round(peak_mb_since(load.before) * 2**20 / live, 1))
     say("query_path_bytes_per_image_rss_mapped_after_queries_now", round((status_kb("VmRSS") - load.before) * 1024 / live, 1))
     for name, values in timings.items():
