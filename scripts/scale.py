@@ -282,6 +282,21 @@ def build(index: ImageIndex, data: Data, policy: maintain.Policy, args: argparse
     say("merge_1000_new_steps", json.dumps([(s.action, s.segments, s.entries) for s in steps]))
 
 
+def hybrid_loop(searcher: Searcher, queries: np.ndarray, name: str) -> None:
+    """p50 / p99 of hybrid queries one after another (after 20 to warm), as a query function serving the
+    default metric runs them, and the hypervisor's steal share meanwhile."""
+    for q in queries[:20]:
+        searcher.search(q[None, :], k=10, metric="hybrid")
+    took = []
+    with Steal() as steal:
+        for q in queries:
+            t = time.perf_counter()
+            searcher.search(q[None, :], k=10, metric="hybrid")
+            took.append((time.perf_counter() - t) * 1000)
+    say(f"search_hybrid_{name}_ms_p50_p99", f"{percentile(took, 50):.2f} / {percentile(took, 99):.2f}")
+    say(f"cpu_steal_share_{name}_loop", round(steal.share, 3))
+
+
 def reader(index: ImageIndex, work: Path, data: Data, queries: np.ndarray, args: argparse.Namespace) -> None:
     # --- reader: cold load, memory, refresh after an append -----------------------------------------
     with Peak() as whole:
@@ -293,16 +308,7 @@ def reader(index: ImageIndex, work: Path, data: Data, queries: np.ndarray, args:
     # the search step as a query function runs it: segments read whole (into huge pages: hugepages.py)
     thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
     say("transparent_hugepage", thp.read_text().strip() if thp.exists() else "absent")
-    for q in queries[:20]:  # warm
-        read.search(q[None, :], k=10, metric="hybrid")
-    took = []
-    with Steal() as steal:
-        for q in queries:
-            t = time.perf_counter()
-            read.search(q[None, :], k=10, metric="hybrid")
-            took.append((time.perf_counter() - t) * 1000)
-    say("search_hybrid_read_whole_ms_p50_p99", f"{percentile(took, 50):.2f} / {percentile(took, 99):.2f}")
-    say("cpu_steal_share_read_whole_loop", round(steal.share, 3))
+    hybrid_loop(read, queries, "read_whole")
     del read
     with Peak() as load:
         searcher = Searcher(ImageIndex(LocalStore(work / "index")))
@@ -321,16 +327,7 @@ def reader(index: ImageIndex, work: Path, data: Data, queries: np.ndarray, args:
     say("refresh_after_100_append_ms_median", round(statistics.median(refreshes), 2))
 
     # --- search step (no CNN), recall against exact cosine, prefix filter -----------------------------
-    for _ in range(20):  # warm
-        searcher.search(queries[:1], k=10, metric="hybrid")
-    took = []  # hybrid queries one after another, as a query function serving the default metric runs them
-    with Steal() as steal:
-        for q in queries:
-            t = time.perf_counter()
-            searcher.search(q[None, :], k=10, metric="hybrid")
-            took.append((time.perf_counter() - t) * 1000)
-    say("search_hybrid_mapped_alone_ms_p50_p99", f"{percentile(took, 50):.2f} / {percentile(took, 99):.2f}")
-    say("cpu_steal_share_mapped_alone_loop", round(steal.share, 3))
+    hybrid_loop(searcher, queries, "mapped_alone")
     # the mixed loop: each hybrid query follows a Hamming scan of every code (32 MB at 1M), which leaves
     # the caches cold for the graphs
     timings: dict[str, list[float]] = {"hybrid": [], "cosine": [], "hamming": [], "hybrid_prefix": []}
