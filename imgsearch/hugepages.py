@@ -80,12 +80,8 @@ def read_file(
 
         workers = max(1, min(len(starts), threads or os.cpu_count() or 1))
         try:
-            if workers == 1:
-                for start in starts:
-                    part(start)
-            else:
-                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="read-whole") as pool:
-                    list(pool.map(part, starts))  # re-raises the first failure
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="read-whole") as pool:
+                list(pool.map(part, starts))  # re-raises the first failure
         finally:
             view.release()
         return out

@@ -111,12 +111,13 @@ class MappedNpz:
 
     def resident(self, name: str) -> memoryview:
         """The bytes of a 1-d uint8 member, read from a mapped file into huge pages when it is large and
-        the kernel gives huge pages (a graph: hugepages.py), else `buffer(name)`. Read by `readinto` from the
-        file, not through the map, so the file's pages do not also count in the process's memory."""
+        the kernel gives huge pages (a graph: hugepages.py), else the mapped bytes (as `buffer(name)`). Read
+        from the file (`hugepages.read_file`), not through the map, so the file's pages do not also count in
+        the process's memory."""
         offset, (shape, _, dtype) = self._header(name)
         size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         if self.path is None or size < hugepages.HUGE_MIN or not hugepages.granted():
-            return self.buffer(name)
+            return memoryview(self.map)[offset : offset + size]
         copy = hugepages.read_file(str(self.path), size, offset=offset)
         self.copies[name] = copy  # the graph points into it: kept as long as this map
-        return memoryview(copy)[:size]
+        return memoryview(copy)

@@ -178,14 +178,14 @@ def cifar(datasets: Path, embedder: Embedder, work: Path, out: Path) -> None:
 
     # Code lengths, exact search, mAP@1000: plain PCA + ITQ, and with the default fit's discriminant floats
     # (maintain.fit_clusters: codes of at most 99 bits are ITQ within them)
+    from usearch.index import search as exact_search
+
     from imgsearch.maintain import fit_clusters
 
     for clusters, name in ((0, ""), (fit_clusters(len(db_raw)), ".discriminant")):
         for bits in (16, 32, 64, 128, 256):
             encoder = fit_itq(db_raw, bits=bits, dims=256, whiten=0.0, clusters=clusters)
             codes, qcodes = encoder.codes(db_raw), encoder.codes(q_raw)
-            from usearch.index import search as exact_search
-
             found = exact_search(codes, qcodes, 1000, "hamming", exact=True)
             ranked = [[db[j]["path"] for j in found.keys[i]] for i in range(len(queries))]
             say(f"cifar.hamming.{bits}b{name}", quality(ranked, q_labels, label_of, 1000))

@@ -39,7 +39,7 @@ def main() -> None:
     beam = graph_expansion(len(rows))
     say("base_rows_dims_beam", [len(rows), rows.shape[1], beam])
 
-    def build(order: np.ndarray) -> Index:
+    def build(name: str, order: np.ndarray) -> Index:
         graph = Index(ndim=rows.shape[1], metric="cos", dtype="i8", connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD)
         started = time.perf_counter()
         for start in range(0, len(order), layout.CHUNK):
@@ -54,7 +54,7 @@ def main() -> None:
     say("layout_order_seconds", round(time.perf_counter() - started, 2))
     graphs = {}
     for name, order in (("arrival_order", np.arange(len(rows))), ("layout_order", grouped)):
-        graphs[name] = build(order)
+        graphs[name] = build(name, order)
     q = quantise(index.encoder(base.encoder).floats(queries), base.rotation)
     qf = q.astype(np.float32) / np.linalg.norm(q.astype(np.float32), axis=1, keepdims=True)
     truth = [set(np.argsort(-(unit @ v))[:10].tolist()) for v in qf[:200]]

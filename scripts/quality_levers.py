@@ -41,6 +41,7 @@ from benchlib import save_results, say
 import imgsearch._onnx_first  # noqa: F401  (onnxruntime before usearch)
 from imgsearch.concepts import ConceptHead, TopConcepts, top_concepts
 from imgsearch.encode import fit_itq
+from imgsearch.maintain import FIT_CLUSTERS
 from imgsearch.modelspec import ModelSpec, default_model_dir
 
 
@@ -278,8 +279,8 @@ def beyond_discriminant(datasets: Path, cifar_out: Path, out: Path) -> None:
     for power in (1.0, 0.7, 0.5):
         powered = unit(np.sign(raw) * np.abs(raw) ** power)
         db, q = powered[:n], powered[n:]
-        floats = fit_itq(db, bits=256, dims=256, clusters=100)
-        codes = fit_itq(db, bits=64, dims=256, clusters=100)
+        floats = fit_itq(db, bits=256, dims=256, clusters=FIT_CLUSTERS)
+        codes = fit_itq(db, bits=64, dims=256, clusters=FIT_CLUSTERS)
         fq, fdb = floats.floats(q), floats.floats(db)
         result = {
             "floats_mAP@1000": mean_ap(fq @ fdb.T, q_labels, db_labels, 1000),

@@ -67,16 +67,19 @@ class Steal:
 
     @staticmethod
     def _now() -> tuple[float, float]:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-        ticks = [float(f) for f in fields]
+        """(steal, all) CPU ticks so far; zeros where there is no /proc/stat."""
+        stat = Path("/proc/stat")
+        if not stat.exists():
+            return 0.0, 0.0
+        ticks = [float(f) for f in stat.read_text().split("\n", 1)[0].split()[1:]]
         return ticks[7] if len(ticks) > 7 else 0.0, sum(ticks[:8])
 
     def __enter__(self) -> Steal:
-        self.before = self._now() if Path("/proc/stat").exists() else (0.0, 0.0)
+        self.before = self._now()
         return self
 
     def __exit__(self, *_: object) -> None:
-        after = self._now() if Path("/proc/stat").exists() else (0.0, 0.0)
+        after = self._now()
         total = after[1] - self.before[1]
         self.share = (after[0] - self.before[0]) / total if total > 0 else 0.0
 

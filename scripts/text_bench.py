@@ -38,7 +38,8 @@ from imgsearch.concepts import (
     top_concepts,
 )
 from imgsearch.embed import Embedder
-from imgsearch.encode import fit_itq
+from imgsearch.encode import MIN_PER_CLUSTER, fit_itq
+from imgsearch.maintain import FIT_CLUSTERS
 from imgsearch.modelspec import ModelSpec, default_model_dir
 from imgsearch.text import MATCH_MODES, TextSearch
 
@@ -127,7 +128,7 @@ def encoded_queries(data: Dataset, search: TextSearch, head: ConceptHead, *, pre
     with a discriminant encoder (`imgsearch fit --clusters`, 100 clusters or as many as 50 a cluster allow)."""
     queries = {label: concepts_or_none(search, query_text(label)) for label in data.classes}
     zero = {f"mAP@{K}": 0.0, "P@10": 0.0, "mAP": 0.0}
-    for name, clusters in (("pca256", 0), ("discriminant", min(100, len(data.vectors) // 50))):
+    for name, clusters in (("pca256", 0), ("discriminant", min(FIT_CLUSTERS, len(data.vectors) // MIN_PER_CLUSTER))):
         encoder = fit_itq(data.vectors, bits=256, dims=256, whiten=0.0, clusters=clusters)
         floats = encoder.floats(data.vectors).astype(np.float16).astype(np.float32)
         projected = head.projected(encoder.mean, encoder.back)
