@@ -71,6 +71,18 @@ def test_discriminant_floats_rank_same_cluster_images_above_plain_pca() -> None:
     assert precision_at(lda.floats(x), labels) > precision_at(pca.floats(x), labels) + 0.2
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_clustering_again_in_the_discriminant_space_finds_the_classes_the_first_clustering_split(seed: int) -> None:
+    # 20 clusters of 10 classes on PCA floats that the nuisance dominates: the first k-means cuts along
+    # the nuisance too; in the discriminant space it is gone, and the rounds after cluster by class
+    x, labels = clustered(3000, 10, seed=seed)
+    centred = x - x.mean(axis=0)
+    once = discriminant.projection(centred, clusters=20, dims=8, refinements=0)
+    refined = discriminant.projection(centred, clusters=20, dims=8)
+    assert discriminant.REFINEMENTS > 0
+    assert precision_at(centred @ refined, labels) > precision_at(centred @ once, labels) + 0.2
+
+
 def test_the_discriminant_floats_have_at_most_clusters_minus_one_dimensions_and_short_codes_live_in_them() -> None:
     x, _ = clustered(3000, 10)
     encoder = fit_itq(x, bits=8, dims=32, clusters=10)
