@@ -421,9 +421,13 @@ def search_cmd(
     offset: Annotated[int, typer.Option("--offset", help="Skip this many results (paging; 0 to 10000).")] = 0,
     exact: Annotated[bool, _flag("--exact", "Exhaustive search instead of HNSW.")] = False,
     expand: Annotated[
-        int,
-        typer.Option("--expand", help="Query expansion over the first N hits, then search again (0: off; 10 is good)."),
-    ] = 0,
+        int | None,
+        typer.Option(
+            "--expand",
+            help="Re-rank by the query moved toward its first N hits (0: off; default 10 on a segment index, "
+            "off on s3vectors).",
+        ),
+    ] = None,
     tag: Annotated[
         str | None,
         typer.Option("--tag", help='Only images tagged with this ImageNet class, e.g. --tag "golden retriever".'),

@@ -30,6 +30,7 @@ QUERY_PARAMETERS = (
     "k", "metric", "min_score", "prefix", "offset", "tag", "expand", "collapse", TEXT_PARAMETER, EXPIRES_PARAMETER
 )
 MAX_EXPAND = 50  # α-query expansion over at most this many first hits
+DEFAULT_EXPAND = 10  # … and over this many when not asked, on segments (0: off; docs/BENCHMARKS.md "Re-ranking")
 DUPLICATE_RADIUS = 0.08  # near-copies: codes within this share of their bits (20 of 256; docs/BENCHMARKS.md "Duplicates")
 MAX_TEXT_CHARS = 500  # a query in words: a phrase, not a document
 MAX_PREFIX_CHARS = 1024  # S3 keys are at most 1024 bytes
@@ -50,7 +51,9 @@ class SearchOptions:
     offset: int = 0
     exact: bool = False
     tag: str | None = None  # only images tagged with this class name (Searcher checks it is one)
-    expand: int = 0  # α-query expansion: search again moved toward the first `expand` hits (0: off)
+    # α-query expansion: re-rank by the query moved toward its first `expand` hits (0: off). None: the
+    # backend's default (DEFAULT_EXPAND on segments; off on s3vectors, where it costs two more requests)
+    expand: int | None = None
     collapse: bool = False  # keep only the best of each set of near-copies (codes within DUPLICATE_RADIUS)
 
     def __post_init__(self) -> None:
@@ -76,7 +79,7 @@ class SearchOptions:
             raise BadParameter(f"exact must be true or false, not {self.exact!r}")
         if not isinstance(self.collapse, bool):
             raise BadParameter(f"collapse must be true or false, not {self.collapse!r}")
-        if not _whole(self.expand) or not 0 <= self.expand <= MAX_EXPAND:
+        if self.expand is not None and (not _whole(self.expand) or not 0 <= self.expand <= MAX_EXPAND):
             raise BadParameter(f"expand must be a whole number from 0 to {MAX_EXPAND}, not {self.expand!r}")
         if self.tag is not None and not (isinstance(self.tag, str) and 0 < len(self.tag.strip()) <= MAX_TAG_CHARS):
             raise BadParameter(
@@ -107,7 +110,7 @@ class SearchOptions:
             if "offset" in values
             else 0,
             tag=values.get("tag") or None,
-            expand=_whole_number("expand", values["expand"], low=0, high=MAX_EXPAND) if "expand" in values else 0,
+            expand=_whole_number("expand", values["expand"], low=0, high=MAX_EXPAND) if "expand" in values else None,
             collapse=_boolean("collapse", values["collapse"]) if "collapse" in values else False,
         )
 

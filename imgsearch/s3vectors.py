@@ -627,7 +627,8 @@ class S3VectorsBackend:
         `expand` hits (their vectors read with GetVectors), then searched again."""
         from .search import EXPAND_ALPHA
 
-        first = self._search(vector, replace(options, k=options.expand, offset=0, min_score=None, expand=0), options.expand)
+        count = options.expand or 0  # called only when it is on
+        first = self._search(vector, replace(options, k=count, offset=0, min_score=None, expand=0), count)
         if not first:
             return vector
         found = self._call(

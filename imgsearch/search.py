@@ -32,8 +32,9 @@ from .index import ImageIndex
 from .live import Live, LiveSet
 from .maintain import MAX_BASE
 from .manifest import Manifest
-from .options import DUPLICATE_RADIUS, MAX_K, METRICS, SearchOptions
+from .options import DEFAULT_EXPAND, DUPLICATE_RADIUS, MAX_K, METRICS, SearchOptions
 from .pooled import Pooled, pool, poolable
+from .rerank import EXPAND_ALPHA, EXPAND_ROUNDS, RERANK_WIDTH, Group, diffused, expanded_order, moved_scores
 from .segment import ObjectRef, Rejection, Segment, object_id, table_refs
 from .tagging import TagNames, tag_name
 
@@ -53,7 +54,6 @@ HYBRID_GRAPHS = ("floats", "codes")  # what hybrid searches on a segment with an
 PREFIX_CACHE = 8  # filter masks (prefix and/or tag) kept per segment (one byte per row each)
 COLLAPSE_OVERSAMPLE = 3  # collapse=true ranks this many times the page's reach, then drops near-copies
 MANIFEST_READS = 3  # a refresh re-reads the manifest when a segment it lists was retired meanwhile
-EXPAND_ALPHA = 3.0  # α-query expansion: a hit's weight is its score to this power (docs/BENCHMARKS.md)
 TEXT_CANDIDATES = 3000  # words alone: images along the words' direction re-ranked by their concepts (TEXT-SEARCH.md)
 SCAN_COST = 30  # an exhaustively scanned row costs about this many graph rows (a 6,500-row pool ≈ a 200k graph)
 PREFIX_VIEWS = 2  # vectors of a selective filter's rows kept per segment (≤ 2 × 5% × 512 B ≈ 51 B a row)
@@ -291,7 +291,7 @@ class Searcher:
         offset: int = 0,
         exact: bool = False,
         tag: str | None = None,
-        expand: int = 0,
+        expand: int | None = None,
         collapse: bool = False,
     ) -> list[list[Hit]]:
         """Top-k hits for each raw embedding (rows of the model's output), best first."""
@@ -360,7 +360,7 @@ class Searcher:
         offset: int = 0,
         exact: bool = False,
         tag: str | None = None,
-        expand: int = 0,
+        expand: int | None = None,
         collapse: bool = False,
     ) -> list[Hit]:
         """ "More like this": search with the stored vectors of an indexed object."""
@@ -407,7 +407,7 @@ class Searcher:
         offset: int = 0,
         exact: bool = False,
         tag: str | None = None,
-        expand: int = 0,
+        expand: int | None = None,
         collapse: bool = False,
     ) -> list[Hit]:
         """Images for some words (`TextSearch.query`), alone or with an image (a raw embedding) or an
@@ -426,6 +426,7 @@ class Searcher:
         )
         if image is not None and key is not None:
             raise BadParameter("give an image or a key with the words, not both")
+        expand = expand or 0  # words are expanded only when asked (DEFAULT_EXPAND was measured on images)
         options = {"k": k, "metric": metric, "prefix": prefix, "offset": offset, "exact": exact, "tag": tag}
         direction = np.asarray(query.direction, dtype=np.float32).reshape(1, -1)
         if image is not None or key is not None:
@@ -535,25 +536,108 @@ class Searcher:
         offset: int,
         exact: bool,
         tag: str | None = None,
-        expand: int = 0,
+        expand: int | None = None,
         collapse: bool = False,
     ) -> list[list[Hit]]:
+        """Hits of n encoded queries; `expand` None is DEFAULT_EXPAND."""
         SearchOptions(
             k=k, metric=metric, min_score=min_score, prefix=prefix, offset=offset, exact=exact, tag=tag,
             expand=expand, collapse=collapse,
         )
-        if expand:  # α-query expansion: search again with the query moved toward its own top hits
-            first = self._ranked(encode, n, k=expand, metric=metric, prefix=prefix, offset=0, exact=exact, tag=tag)
-            encode = self._expanded(encode, first)
-        if collapse:  # near-copies: rank more, keep the best of each, then page
-            wide = self._ranked(
-                encode, n, k=(offset + k) * COLLAPSE_OVERSAMPLE, metric=metric, prefix=prefix, offset=0, exact=exact,
-                tag=tag,
-            )
-            ranked = [self._collapsed(*found, offset=offset, k=k) for found in wide]
+        expand = DEFAULT_EXPAND if expand is None else expand
+        if not expand:
+            if collapse:  # near-copies: rank more, keep the best of each, then page
+                wide = self._ranked(
+                    encode, n, k=(offset + k) * COLLAPSE_OVERSAMPLE, metric=metric, prefix=prefix, offset=0,
+                    exact=exact, tag=tag,
+                )
+                ranked = [self._collapsed(*found, offset=offset, k=k) for found in wide]
+            else:
+                ranked = self._ranked(encode, n, k=k, metric=metric, prefix=prefix, offset=offset, exact=exact, tag=tag)
+            return [self._hits(*found, min_score=min_score) for found in ranked]
+        # α-query expansion: rank once, then order the first `depth` (RERANK_WIDTH hits a wanted one, set
+        # by k alone) by the query moved toward its first `expand` hits; hits past them keep their order,
+        # so pages of one k stay disjoint slices of one ranking. Scores stay the query's own.
+        depth = min(k * RERANK_WIDTH, MAX_K)
+        reach = (offset + k) * (COLLAPSE_OVERSAMPLE if collapse else 1)
+        first = self._ranked(
+            encode, n, k=max(reach, depth), metric=metric, prefix=prefix, offset=0, exact=exact, tag=tag
+        )
+        heads = self._reranked([(s[:depth], p[:depth], r[:depth]) for s, p, r in first], encode, expand, metric)
+        ranked = [
+            (np.concatenate([hs, s[depth:]]), np.concatenate([hp, p[depth:]]), np.concatenate([hr, r[depth:]]))
+            for (hs, hp, hr), (s, p, r) in zip(heads, first, strict=True)
+        ]
+        if min_score is not None:  # before the page: a hit above it that the re-ranking moved down stays in reach
+            kept = [np.round(np.clip(s, -1.0, 1.0), 6) >= min_score for s, _, _ in ranked]  # as _hits reports them
+            ranked = [(s[keep], p[keep], r[keep]) for (s, p, r), keep in zip(ranked, kept, strict=True)]
+        if collapse:
+            ranked = [self._collapsed(*found, offset=offset, k=k) for found in ranked]
         else:
-            ranked = self._ranked(encode, n, k=k, metric=metric, prefix=prefix, offset=offset, exact=exact, tag=tag)
+            ranked = [(s[offset : offset + k], p[offset : offset + k], r[offset : offset + k]) for s, p, r in ranked]
         return [self._hits(*found, min_score=min_score) for found in ranked]
+
+    def _reranked(
+        self,
+        first: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+        encode: Callable[[str], tuple[np.ndarray, np.ndarray]],
+        expand: int,
+        metric: str,
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Each query's (scores, positions, rows), re-ordered: EXPAND_ROUNDS times by the query moved toward
+        the first `expand` of the order so far (weighted by their scores in it), under `metric` (the codes'
+        for hamming, the floats' cosine otherwise); then, for floats of one encoder, by diffusion over the
+        candidates' own graph (rerank.diffused). Near-copies of the query (codes within DUPLICATE_RADIUS
+        of its own) stay first, in their first order. The scores returned are still the first ones."""
+        held = [self._candidates(positions, rows, metric) for _, positions, rows in first]
+        one_space = metric != "hamming" and all(len({g.encoder for g in groups}) <= 1 for groups in held)
+        orders: list[np.ndarray] = []
+        if one_space:  # the common case: all in numpy on the gathered vectors (rerank.expanded_order)
+            for q, ((scores, _, rows), groups) in enumerate(zip(first, held, strict=True)):
+                if not groups:
+                    orders.append(np.arange(0))
+                    continue
+                x = _gathered(groups, len(rows))
+                order, moved = expanded_order(encode(groups[0].encoder)[0][q], x, scores, expand)
+                orders.append(order[np.argsort(-diffused(x[order], moved[order]), kind="stable")])
+        else:  # codes, or hits under several encoders: the query moves in each encoder's space
+            again: list[np.ndarray] = [scores for scores, _, _ in first]
+            orders = [np.arange(len(scores)) for scores in again]
+            for _ in range(EXPAND_ROUNDS):
+                moved_query = self._expanded(
+                    encode,
+                    [(a[o][:expand], p[o][:expand], r[o][:expand]) for a, o, (_, p, r) in zip(again, orders, first, strict=True)],
+                )
+                again = [moved_scores(groups, moved_query, q, metric, len(o)) for q, (groups, o) in enumerate(zip(held, orders, strict=True))]
+                orders = [np.argsort(-a, kind="stable") for a in again]
+        ranked = []
+        for q, ((scores, positions, rows), order) in enumerate(zip(first, orders, strict=True)):
+            copies = self._copies(positions, rows, encode, q)
+            order = np.concatenate([np.flatnonzero(copies), order[~copies[order]]])
+            ranked.append((scores[order], positions[order], rows[order]))
+        return ranked
+
+    def _candidates(self, positions: np.ndarray, rows: np.ndarray, metric: str) -> list[Group]:
+        """One query's hits by segment, with what re-scoring them needs: codes (hamming) or float vectors."""
+        groups = []
+        for pos in np.unique(positions).tolist():
+            segment = self.live.segments[pos].segment
+            at = np.flatnonzero(positions == pos)
+            stored = segment.codes[rows[at]] if metric == "hamming" else segment.vectors(rows[at])
+            groups.append(Group(segment.encoder, at, stored))
+        return groups
+
+    def _copies(
+        self, positions: np.ndarray, rows: np.ndarray, encode: Callable[[str], tuple[np.ndarray, np.ndarray]], q: int
+    ) -> np.ndarray:
+        """Which hits are near-copies of query q: codes within DUPLICATE_RADIUS of the query's own."""
+        copies = np.zeros(len(rows), bool)
+        for pos in np.unique(positions).tolist():
+            segment = self.live.segments[pos].segment
+            at = np.flatnonzero(positions == pos)
+            radius = radius_bits(DUPLICATE_RADIUS, segment.codes.shape[1] * 8)
+            copies[at] = hamming(segment.codes[rows[at]], encode(segment.encoder)[1][q]) <= radius
+        return copies
 
     def _collapsed(
         self, scores: np.ndarray, positions: np.ndarray, rows: np.ndarray, *, offset: int, k: int
@@ -841,3 +925,11 @@ class Searcher:
         raise KeyNotIndexed(
             f"{key!r} is not in the index: check the key (it is case-sensitive) or index it first"
         )
+
+
+def _gathered(groups: list[Group], n: int) -> np.ndarray:
+    """The float vectors of one query's n hits, in hit order, from their segments' groups."""
+    vectors = np.empty((n, groups[0].stored.shape[1] if groups else 0), np.float32)
+    for g in groups:
+        vectors[g.at] = g.stored
+    return vectors

@@ -29,7 +29,8 @@ from imgsearch.segment import ObjectRef
 
 
 def rankings(searcher: Searcher, queries: np.ndarray, *, k: int, metric: str, exact: bool = False,
-             expand: int = 0) -> list[list[str]]:
+             expand: int | None = 0) -> list[list[str]]:
+    """Each query's ranked keys; without re-ranking unless `expand` asks (None: the default, re-ranked)."""
     out: list[list[str]] = []
     for start in range(0, len(queries), 100):
         for hits in searcher.search(queries[start : start + 100], k=k, metric=metric, exact=exact, expand=expand):
@@ -215,6 +216,8 @@ def cifar(datasets: Path, embedder: Embedder, work: Path, out: Path) -> None:
         say(f"cifar.index.{metric}.hnsw", quality(ranked, q_labels, label_of, 1000))
         exact = rankings(searcher, q_raw, k=1000, metric=metric, exact=True)
         say(f"cifar.index.{metric}.exact", quality(exact, q_labels, label_of, 1000))
+        reranked = rankings(searcher, q_raw, k=1000, metric=metric, expand=None)  # the default: re-ranked
+        say(f"cifar.index.{metric}.hnsw_reranked", quality(reranked, q_labels, label_of, 1000))
     for oversample in (1, 2, 5, 10, 20):
         searcher.oversample = oversample
         ranked = rankings(searcher, q_raw, k=100, metric="hybrid")
@@ -226,8 +229,8 @@ def cifar(datasets: Path, embedder: Embedder, work: Path, out: Path) -> None:
         probe = Searcher(index, expansion_search=ef)
         probe.refresh(force=True)
         for metric in ("cosine", "hamming"):
-            approx = probe.search(q_raw, k=10, metric=metric)
-            exact = probe.search(q_raw, k=10, metric=metric, exact=True)
+            approx = probe.search(q_raw, k=10, metric=metric, expand=0)  # the graph's recall: no re-ranking
+            exact = probe.search(q_raw, k=10, metric=metric, exact=True, expand=0)
             recall = np.mean([len({h.key for h in a} & {h.key for h in e}) / 10 for a, e in zip(approx, exact, strict=True)])
             say(f"cifar.recall@10.{metric}.ef{ef}", round(float(recall), 4))
             if metric == "hamming":
@@ -238,15 +241,15 @@ def cifar(datasets: Path, embedder: Embedder, work: Path, out: Path) -> None:
                 say(f"cifar.recall@10_ties.{metric}.ef{ef}", round(float(tolerant), 4))
     images = [archive.read(f"{root}/{r['path']}") for r in queries[:200]]
     for metric in ("hamming", "cosine", "hybrid"):
-        for exact_flag in (False, True):
+        for exact_flag, expand in ((False, None), (False, 0), (True, None)):  # None: the default re-ranking
             times = []
             for data in images:
                 started = time.perf_counter()
                 vector, _ = embedder.embed_bytes([data])
-                searcher.search(vector, k=10, metric=metric, exact=exact_flag)
+                searcher.search(vector, k=10, metric=metric, exact=exact_flag, expand=expand)
                 times.append((time.perf_counter() - started) * 1000)
             times.sort()
-            name = "exact" if exact_flag else "hnsw"
+            name = ("exact" if exact_flag else "hnsw") + ("_no_rerank" if expand == 0 else "")
             say(f"cifar.latency_ms.{metric}.{name}", {"p50": round(statistics.median(times), 2),
                                                        "p99": round(times[int(len(times) * 0.99) - 1], 2)})
 

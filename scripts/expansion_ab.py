@@ -38,18 +38,18 @@ def main() -> None:
         for graph, beam in zip(graphs, rules[rule], strict=True):
             graph.float_index.expansion_search = beam  # type: ignore[union-attr]
 
-    truth = [{h.key for h in searcher.search(q[None], k=10, metric="cosine", exact=True)[0]} for q in queries[:200]]
+    truth = [{h.key for h in searcher.search(q[None], k=10, metric="cosine", exact=True, expand=0)[0]} for q in queries[:200]]
     times: dict[str, list[float]] = {rule: [] for rule in rules}
     recall: dict[str, list[float]] = {rule: [] for rule in rules}
     for rule in rules:  # warm both
         use(rule)
         for q in queries[:20]:
-            searcher.search(q[None], k=10)
+            searcher.search(q[None], k=10, expand=0)
     for i, q in enumerate(queries):
         for rule in (("uniform", "scaled") if i % 2 else ("scaled", "uniform")):
             use(rule)
             started = time.perf_counter()
-            hits = searcher.search(q[None], k=10)[0]
+            hits = searcher.search(q[None], k=10, expand=0)[0]
             times[rule].append((time.perf_counter() - started) * 1000)
             if i < len(truth):
                 recall[rule].append(len({h.key for h in hits} & truth[i]) / 10)

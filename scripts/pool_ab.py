@@ -41,18 +41,18 @@ def main() -> None:
     def use(way: str) -> None:
         searcher._pooled = dict(ways[way])
 
-    truth = [{h.key for h in searcher.search(q[None], k=10, metric="cosine", exact=True)[0]} for q in queries[:200]]
+    truth = [{h.key for h in searcher.search(q[None], k=10, metric="cosine", exact=True, expand=0)[0]} for q in queries[:200]]
     times: dict[str, list[float]] = {way: [] for way in ways}
     recall: dict[str, list[float]] = {way: [] for way in ways}
     for way in ways:  # warm both
         use(way)
         for q in queries[:20]:
-            searcher.search(q[None], k=10)
+            searcher.search(q[None], k=10, expand=0)
     for i, q in enumerate(queries):
         for way in (tuple(ways) if i % 2 else tuple(reversed(ways))):
             use(way)
             started = time.perf_counter()
-            hits = searcher.search(q[None], k=10)[0]
+            hits = searcher.search(q[None], k=10, expand=0)[0]
             times[way].append((time.perf_counter() - started) * 1000)
             if i < len(truth):
                 recall[way].append(len({h.key for h in hits} & truth[i]) / 10)

@@ -64,7 +64,7 @@ def test_merged_top_k_over_several_bases_is_the_exact_one_with_deletes_and_overw
     encoder = index.encoder(index.manifest().encoder)
     queries = list(truth)[::45]
     for key in queries:
-        hits = searcher.search(truth[key], k=10, metric=metric)[0]
+        hits = searcher.search(truth[key], k=10, metric=metric, expand=0)[0]
         expected = exact_top(truth, encoder, truth[key], 10)
         assert len({h.key for h in hits}) == 10
         assert len(set(h.key for h in hits) & set(expected)) >= 9  # HNSW: approximate, but nearly exact here
@@ -79,9 +79,9 @@ def test_a_prefix_filter_and_pages_over_several_bases(bases) -> None:
     searcher.refresh(force=True)
     query = truth["b1/100"]
 
-    filtered = searcher.search(query, k=10, metric="hybrid", prefix="b2/")[0]
-    pages = [searcher.search(query, k=10, metric="cosine", offset=o, exact=True)[0] for o in (0, 10, 20)]
-    whole = searcher.search(query, k=30, metric="cosine", exact=True)[0]
+    filtered = searcher.search(query, k=10, metric="hybrid", prefix="b2/", expand=0)[0]
+    pages = [searcher.search(query, k=10, metric="cosine", offset=o, exact=True, expand=0)[0] for o in (0, 10, 20)]
+    whole = searcher.search(query, k=30, metric="cosine", exact=True, expand=0)[0]
 
     assert len(filtered) == 10 and all(h.key.startswith("b2/") for h in filtered)
     encoder = index.encoder(index.manifest().encoder)

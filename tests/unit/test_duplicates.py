@@ -75,13 +75,13 @@ def test_near_copies_are_grouped_and_distinct_images_are_not(copies: tuple[Searc
 
 def test_collapse_keeps_the_best_of_each_set_of_near_copies_and_pages_after(copies: tuple[Searcher, dict[str, str]]) -> None:
     searcher, family = copies
-    plain = searcher.search_key("img/00.jpg", k=12, metric="cosine", exact=True)
+    plain = searcher.search_key("img/00.jpg", k=12, metric="cosine", exact=True, expand=0)
     assert [family[h.key] for h in plain[:3]] == ["img/00.jpg"] * 3  # the image and its two copies first
-    collapsed = searcher.search_key("img/00.jpg", k=6, metric="cosine", exact=True, collapse=True)
+    collapsed = searcher.search_key("img/00.jpg", k=6, metric="cosine", exact=True, collapse=True, expand=0)
     assert collapsed[0].key == "img/00.jpg"
     assert sum(family[h.key] == "img/00.jpg" for h in collapsed) == 1
     assert [h.key for h in collapsed[1:]] == [h.key for h in plain if family[h.key] != "img/00.jpg"][:5]
-    pages = [h.key for o in (0, 3) for h in searcher.search_key("img/00.jpg", k=3, offset=o, metric="cosine", exact=True, collapse=True)]
+    pages = [h.key for o in (0, 3) for h in searcher.search_key("img/00.jpg", k=3, offset=o, metric="cosine", exact=True, collapse=True, expand=0)]
     assert pages == [h.key for h in collapsed]
 
 

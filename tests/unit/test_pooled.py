@@ -47,8 +47,8 @@ def test_a_pool_ranks_like_its_segments_searched_one_by_one(many_small, metric: 
     assert pooled._pools([(p, live) for p, live in enumerate(pooled.live.segments)])  # they are pooled
     for q in vectors[::37]:
         for offset in (0, 10):
-            a = pooled.search(q, k=10, metric=metric, prefix=prefix, offset=offset)[0]
-            b = single.search(q, k=10, metric=metric, prefix=prefix, offset=offset)[0]
+            a = pooled.search(q, k=10, metric=metric, prefix=prefix, offset=offset, expand=0)[0]
+            b = single.search(q, k=10, metric=metric, prefix=prefix, offset=offset, expand=0)[0]
             assert [(h.key, h.score) for h in a] == [(h.key, h.score) for h in b]
 
 
@@ -57,7 +57,7 @@ def test_hybrid_on_a_pool_finds_each_row_first_and_never_a_dead_one(many_small) 
     pooled, _ = searchers(index)
     deleted = {f"{'a' if i % 3 else 'z'}/{i:04d}.jpg" for i in range(40, 50)}
     for i in range(60, 480, 29):
-        hits = pooled.search(vectors[i], k=20, metric="hybrid")[0]
+        hits = pooled.search(vectors[i], k=20, metric="hybrid", expand=0)[0]
         assert hits[0].key == f"{'a' if i % 3 else 'z'}/{i:04d}.jpg"
         assert not deleted & {h.key for h in hits}
         assert len({h.key for h in hits}) == len(hits)  # one hit per object, overwrites included

@@ -212,7 +212,9 @@ def test_a_large_graph_adds_its_rows_grouped_by_nearest_sampled_row_and_keeps_ev
     rows = np.arange(ROWS)
     assert np.allclose(built.vectors(rows), floats, atol=0.02)
     found, _ = built.search_floats(floats[:50], 1)
-    assert (found[:, 0] == rows[:50]).all()
+    # rows find themselves (keys as slots would find almost none); an approximate int8 graph built on
+    # several threads may return a near-identical row instead, now and then
+    assert (found[:, 0] == rows[:50]).mean() >= 0.9
 
 
 def test_a_small_graph_adds_its_rows_in_row_order() -> None:

@@ -72,7 +72,8 @@ def adds(refs: list[ObjectRef], raw: np.ndarray) -> Batch:
 
 
 def cosine(k: int = 10, **options: Any) -> SearchOptions:
-    return SearchOptions(k=k, metric="cosine", **options)
+    """Cosine options, without expansion unless asked (the segment backend's default is on, S3 Vectors' off)."""
+    return SearchOptions(k=k, metric="cosine", **{"expand": 0, **options})
 
 
 def stored_etag(backend: S3VectorsBackend, key: str) -> str | None:

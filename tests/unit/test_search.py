@@ -1,4 +1,8 @@
-"""Searcher: metrics, ranking, filters, paging, merging across segments, refresh."""
+"""Searcher: metrics, ranking, filters, paging, merging across segments, refresh.
+
+Tests of the index's own ranking pass expand=0 (no re-ranking); re-ranking, the default, is tested in
+test_text_ranking.py and test_rerank.py, and the tests that pass no expand run it.
+"""
 
 from __future__ import annotations
 
@@ -77,7 +81,7 @@ def test_scores_are_sorted_best_first_and_within_minus_one_and_one(
     index, vectors, _ = filled
     queries = np.concatenate([unit_vectors(3, seed=99), -vectors[:2]])
 
-    results = searcher_of(index).search(queries, k=50, metric=metric)
+    results = searcher_of(index).search(queries, k=50, metric=metric, expand=0)
 
     assert len(results) == len(queries)
     for hits in results:
@@ -90,7 +94,7 @@ def test_cosine_scores_are_the_cosine_similarity(filled, unit_vectors: Vectors) 
     index, vectors, keys = filled
     query = unit_vectors(1, seed=42)[0]
 
-    hits = searcher_of(index).search(query, k=10, metric="cosine")[0]
+    hits = searcher_of(index).search(query, k=10, metric="cosine", expand=0)[0]
 
     truth = vectors @ query
     expected = [keys[i] for i in np.argsort(-truth)[:10]]
@@ -115,10 +119,10 @@ def test_min_score_drops_lower_hits_and_keeps_a_hit_scoring_exactly_min_score(fi
     index, vectors, _ = filled
     searcher = searcher_of(index)
     query = noisy(vectors[10], 0.1, seed=1)
-    everything = searcher.search(query, k=40, metric=metric)[0]
+    everything = searcher.search(query, k=40, metric=metric, expand=0)[0]
     threshold = everything[5].score
 
-    hits = searcher.search(query, k=40, metric=metric, min_score=threshold)[0]
+    hits = searcher.search(query, k=40, metric=metric, min_score=threshold, expand=0)[0]
 
     assert hits == [h for h in everything if h.score >= threshold]
     assert 1 <= len(hits) < len(everything)
@@ -138,16 +142,16 @@ def test_a_prefix_filter_returns_only_matching_keys_even_outside_the_unfiltered_
     index.append([ref(f"cats/{i}") for i in range(20)], cats)
     index.append([ref(f"dogs/{i}") for i in range(20, 40)], dogs[20:])
     searcher = searcher_of(index)
-    assert all(h.key.startswith("dogs/") for h in searcher.search(query, k=10, metric=metric)[0])
+    assert all(h.key.startswith("dogs/") for h in searcher.search(query, k=10, metric=metric, expand=0)[0])
 
-    hits = searcher.search(query, k=5, metric=metric, prefix="cats/")[0]
+    hits = searcher.search(query, k=5, metric=metric, prefix="cats/", expand=0)[0]
 
     assert len(hits) == 5
     assert all(h.key.startswith("cats/") for h in hits)
     if metric != "hamming":
         best = [f"cats/{i}" for i in np.argsort(-(cats @ query))[:5]]
         assert [h.key for h in hits] == best
-    assert searcher.search(query, k=5, metric=metric, prefix="birds/")[0] == []
+    assert searcher.search(query, k=5, metric=metric, prefix="birds/", expand=0)[0] == []
 
 
 @pytest.mark.parametrize("metric", METRICS)
@@ -157,9 +161,9 @@ def test_offset_pages_without_overlap(filled, unit_vectors: Vectors, metric: str
 
     for seed in range(10):
         query = unit_vectors(1, seed=100 + seed)[0]
-        top = searcher.search(query, k=16, metric=metric)[0]
-        page1 = searcher.search(query, k=8, metric=metric, offset=0)[0]
-        page2 = searcher.search(query, k=8, metric=metric, offset=8)[0]
+        top = searcher.search(query, k=16, metric=metric, expand=0)[0]
+        page1 = searcher.search(query, k=8, metric=metric, offset=0, expand=0)[0]
+        page2 = searcher.search(query, k=8, metric=metric, offset=8, expand=0)[0]
 
         assert [h.key for h in page1 + page2] == [h.key for h in top]
         assert not {h.key for h in page1} & {h.key for h in page2}
@@ -179,7 +183,7 @@ def test_consecutive_pages_of_a_large_index_are_disjoint_slices_of_one_ranking(
     for seed in range(20):
         query = unit_vectors(1, seed=200 + seed)[0]
         # WHEN a client pages through the results with one k
-        pages = [searcher.search(query, k=k, offset=o, metric=metric)[0] for o in (0, k, 2 * k)]
+        pages = [searcher.search(query, k=k, offset=o, metric=metric, expand=0)[0] for o in (0, k, 2 * k)]
 
         # THEN no result is shown twice, none is skipped, and the order continues across pages
         keys = [h.key for page in pages for h in page]
@@ -188,7 +192,7 @@ def test_consecutive_pages_of_a_large_index_are_disjoint_slices_of_one_ranking(
         assert len(set(keys)) == len(keys), f"a result shows on two pages (query {seed})"
         assert scores == sorted(scores, reverse=True)
         if metric != "hybrid":  # exact rankings: the pages are the top 3k
-            assert keys == [h.key for h in searcher.search(query, k=3 * k, metric=metric)[0]]
+            assert keys == [h.key for h in searcher.search(query, k=3 * k, metric=metric, expand=0)[0]]
 
 
 # --- merging across segments, deletes, superseded entries --------------------------------------------

@@ -20,7 +20,7 @@ from imgsearch.concepts import (
     fuse_scores,
     image_text_vector,
 )
-from imgsearch.encode import fit_itq, lsh
+from imgsearch.encode import fit_itq, hamming, lsh
 from imgsearch.errors import BadParameter, KeyNotIndexed
 from imgsearch.index import ImageIndex
 from imgsearch.modelspec import ModelSpec
@@ -154,29 +154,99 @@ def test_embedding_of_gives_back_the_floats_and_the_codes(unit_vectors: Vectors,
 # --- α-query expansion (an option of every image and key query) --------------------------------------
 
 
-def test_expansion_searches_again_from_the_query_moved_toward_its_first_hits(world) -> None:
-    from imgsearch.search import EXPAND_ALPHA
+def _expanded_ranking(floats: np.ndarray, q: np.ndarray, *, k: int, expand: int) -> tuple[np.ndarray, np.ndarray]:
+    """What expansion should give, by hand: the first min(k × RERANK_WIDTH, MAX_K) by cosine, ordered
+    EXPAND_ROUNDS times by the query moved toward the first `expand` of the order so far, then by diffusion
+    over them (tests/unit/test_rerank.py); (rows, the query's own cosine to them)."""
+    from imgsearch.options import MAX_K
+    from imgsearch.rerank import diffused
+    from imgsearch.search import EXPAND_ALPHA, EXPAND_ROUNDS, RERANK_WIDTH
 
+    order = np.argsort(-(floats @ q), kind="stable")[: min(k * RERANK_WIDTH, MAX_K)]
+    scores = floats[order] @ q
+    for _ in range(EXPAND_ROUNDS):
+        first, weights = order[:expand], np.maximum(scores[:expand], 0) ** EXPAND_ALPHA
+        moved = q + (weights[:, None] * floats[first]).sum(axis=0)
+        moved /= np.linalg.norm(moved)
+        again = floats[order] @ moved
+        order, scores = order[np.argsort(-again, kind="stable")], np.sort(again)[::-1]
+    order = order[np.argsort(-diffused(floats[order], scores), kind="stable")]
+    return order, floats[order] @ q
+
+
+def _query_floats(index: ImageIndex, searcher: Searcher, raw: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    searcher.refresh()
+    encoder = index.encoder(searcher.manifest.encoder)  # type: ignore[union-attr]
+    q = encoder.floats(query[None])[0]
+    return encoder.floats(raw), q / np.linalg.norm(q)
+
+
+def test_expansion_reranks_the_first_hits_by_the_query_moved_toward_its_first_few(world) -> None:
     index, raw, _, _ = world
     searcher = Searcher(index, vocabulary=VOCABULARY)
     query = raw[3] + 0.3 * raw[50]
     hits = searcher.search(query[None], k=8, metric="cosine", exact=True, expand=5)[0]
 
-    encoder = index.encoder(searcher.manifest.encoder)
-    floats = encoder.floats(raw)
-    q = encoder.floats(query[None])[0]
-    first = np.argsort(-(floats @ q), kind="stable")[:5]
-    moved = q + ((np.maximum(floats[first] @ q, 0) ** EXPAND_ALPHA)[:, None] * floats[first]).sum(axis=0)
-    moved /= np.linalg.norm(moved)
-    expected = np.argsort(-(floats @ moved), kind="stable")[:8]
-    assert [h.key for h in hits] == [f"{i:03d}.jpg" for i in expected]
-    assert [h.score for h in hits] == pytest.approx((floats[expected] @ moved).tolist(), abs=2e-3)
-    # off by default, and pages of an expanded query are slices of one ranking
-    assert [h.key for h in searcher.search(query[None], k=8, metric="cosine", exact=True)[0]] == [
-        f"{i:03d}.jpg" for i in np.argsort(-(floats @ q), kind="stable")[:8]
+    floats, q = _query_floats(index, searcher, raw, query)
+    order, own = _expanded_ranking(floats, q, k=8, expand=5)
+    plain = np.argsort(-(floats @ q), kind="stable")[:8]
+    assert [h.key for h in hits] == [f"{i:03d}.jpg" for i in order[:8]] != [f"{i:03d}.jpg" for i in plain]
+    # the scores stay the query's own cosine (what min_score filters on), in the re-ranked order
+    assert [h.score for h in hits] == pytest.approx(own[:8].tolist(), abs=2e-3)
+    # off with expand=0
+    assert [h.key for h in searcher.search(query[None], k=8, metric="cosine", exact=True, expand=0)[0]] == [
+        f"{i:03d}.jpg" for i in plain
     ]
+    # pages of one k are slices of one re-ranked list
     pages = [h.key for o in (0, 4) for h in searcher.search(query[None], k=4, offset=o, metric="cosine", exact=True, expand=5)[0]]
-    assert pages == [h.key for h in hits]
+    assert pages == [f"{i:03d}.jpg" for i in _expanded_ranking(floats, q, k=4, expand=5)[0][:8]]
+
+
+def test_expansion_is_on_by_default_over_default_expand_hits(world) -> None:
+    from imgsearch.options import DEFAULT_EXPAND
+
+    index, raw, _, _ = world
+    searcher = Searcher(index, vocabulary=VOCABULARY)
+    query = (raw[3] + 0.3 * raw[50])[None]
+    default = searcher.search(query, k=8, metric="cosine", exact=True)[0]
+    assert default == searcher.search(query, k=8, metric="cosine", exact=True, expand=DEFAULT_EXPAND)[0]
+    assert default != searcher.search(query, k=8, metric="cosine", exact=True, expand=0)[0]
+
+
+def test_min_score_keeps_a_hit_above_it_that_the_reranking_moved_past_the_page(world) -> None:
+    index, raw, _, _ = world
+    searcher = Searcher(index, vocabulary=VOCABULARY)
+    query = raw[3] + 0.3 * raw[50]
+    floats, q = _query_floats(index, searcher, raw, query)
+    order, own = _expanded_ranking(floats, q, k=4, expand=5)
+    threshold = float(own[4:].max()) - 1e-4  # the best cosine the re-ranking moved past a page of four …
+    assert own[:4].min() < threshold  # … above one it kept on that page
+    hits = searcher.search(query[None], k=4, metric="cosine", exact=True, expand=5, min_score=threshold)[0]
+    assert [h.key for h in hits] == [f"{i:03d}.jpg" for i in order[own >= threshold][:4]]
+    assert f"{order[4 + int(np.argmax(own[4:]))]:03d}.jpg" in [h.key for h in hits]
+    assert all(h.score >= threshold for h in hits)
+
+
+def test_hamming_expansion_reranks_by_the_moved_querys_codes(world) -> None:
+    from imgsearch.search import EXPAND_ALPHA, EXPAND_ROUNDS
+
+    index, raw, _, _ = world
+    searcher = Searcher(index, vocabulary=VOCABULARY)
+    query = raw[3] + 0.3 * raw[50]
+    hits = searcher.search(query[None], k=6, metric="hamming", exact=True, expand=5)[0]
+    encoder = index.encoder(searcher.manifest.encoder)  # type: ignore[union-attr]
+    codes, bits = encoder.codes(raw), encoder.bits
+    own = 1.0 - hamming(codes, encoder.codes(query[None])[0]) / bits
+    order = np.argsort(-own, kind="stable")[:60]
+    scores = own[order]
+    floats, q = _query_floats(index, searcher, raw, query)
+    for _ in range(EXPAND_ROUNDS):  # each move weighs the first five by their scores in the last order
+        moved = q + ((np.maximum(scores[:5], 0) ** EXPAND_ALPHA)[:, None] * floats[order[:5]]).sum(axis=0)
+        moved_code = encoder.codes(encoder.embedding_of((moved / np.linalg.norm(moved))[None]))[0]
+        again = 1.0 - hamming(codes[order], moved_code) / bits
+        order, scores = order[np.argsort(-again, kind="stable")], np.sort(again)[::-1]
+    assert [h.key for h in hits] == [f"{i:03d}.jpg" for i in order[:6]]
+    assert [h.score for h in hits] == pytest.approx(own[order[:6]].tolist(), abs=1e-6)
 
 
 def test_expansion_is_bounded_and_applies_to_more_like_this(world) -> None:
@@ -184,10 +254,10 @@ def test_expansion_is_bounded_and_applies_to_more_like_this(world) -> None:
     searcher = Searcher(index, vocabulary=VOCABULARY)
     with pytest.raises(BadParameter, match="expand must be a whole number from 0 to 50"):
         searcher.search_key("007.jpg", expand=51)
-    plain = searcher.search_key("007.jpg", k=5, metric="cosine", exact=True)
+    plain = searcher.search_key("007.jpg", k=5, metric="cosine", exact=True, expand=0)
     expanded = searcher.search_key("007.jpg", k=5, metric="cosine", exact=True, expand=3)
     assert plain[0].key == expanded[0].key == "007.jpg"
-    assert expanded[0].score < plain[0].score  # the moved query is no longer the image itself
+    assert expanded[0].score == plain[0].score == pytest.approx(1.0, abs=2e-3)  # the image itself, still 1
 
 
 # --- thumbnails from the model's decode ---------------------------------------------------------------
