@@ -8,10 +8,10 @@ the power GAMMA) form W, and f solves (I − α S) f = y with S = D^-½ W D^-½ 
 SEEDS similarities to the power GAMMA (Iscen et al. 2017, on the candidates alone: nothing is stored
 beside the index). A candidate's final score is its moved-query cosine + WEIGHT × f / max f.
 
-On Corel-1k (900 images, k = 100) this takes mAP@100 from 0.934 (expansion alone) to 0.9605, on CIFAR-10
-(59,000, k = 1,000) from 0.6274 to 0.6302; diffusion alone, without the cosine, gave 0.9639 and 0.6195
-(docs/BENCHMARKS.md "Re-ranking"). Its cost grows with the square of the candidates: about 0.2 ms for
-the 100 of a k = 10 query, 10–20 ms for 1,000.
+After three rounds of expansion, on Corel-1k (900 images, k = 100) this takes mAP@100 from 0.9436 to
+0.9603, on CIFAR-10 (59,000, 100-cluster floats, k = 1,000) from 0.6493 to 0.6504; a weight of 1 gave
+0.9625 and 0.6486, 0.25 gave 0.9572 and 0.6509 (docs/BENCHMARKS.md "Re-ranking"). Its cost grows with
+the square of the candidates: about 0.25 ms for the 100 of a k = 10 query, 15–30 ms for 1,000.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ NEIGHBOURS = 10  # diffusion: each candidate's nearest candidates that make its 
 ALPHA = 0.99  # how far the query's mass spreads along the graph (1: only the graph; 0: only y)
 GAMMA = 3  # similarities to this (whole) power: edges and the query's seeds
 SEEDS = 10  # the first candidates the query's mass starts on
-WEIGHT = 1.0  # the diffusion's share beside the cosine
+WEIGHT = 0.5  # the diffusion's share beside the cosine (0.25 / 0.5 / 0.75 / 1: docs/BENCHMARKS.md)
 STEPS = 20  # conjugate-gradient steps (S is symmetric and I − αS positive definite) …
 DIRECT = 256  # … for more candidates than this; fewer are solved directly (faster there, and exact)
 MIN_CANDIDATES = NEIGHBOURS + 2  # fewer candidates than this: no graph worth diffusing over

@@ -30,7 +30,7 @@ def test_diffusion_ranks_the_candidates_along_the_querys_manifold_above_closer_o
     order = np.argsort(-cosine, kind="stable")
     final = order[np.argsort(-rerank.diffused(x[order], cosine[order]), kind="stable")]
     assert (order[:40] < 40).mean() <= 0.8  # by cosine, the blob takes a quarter of the first 40
-    assert (final[:40] < 40).mean() >= 0.95  # diffused, the arc does
+    assert (final[:40] < 40).mean() >= 0.9  # diffused (at the default weight), the arc takes nine in ten
 
 
 def test_diffused_scores_are_the_cosine_plus_the_normalised_solution_of_the_diffusion_system() -> None:
