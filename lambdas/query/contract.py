@@ -82,7 +82,7 @@ Expand = Annotated[
         "by diffusion over their own neighbour graph (segments only; hamming re-ranks by the moved query's code "
         "alone). Near-copies of the query stay first. Scores stay the query's own similarity, so `min_score` means "
         "what it does without re-ranking, but they no longer fall down the list. Corel-1k mAP@100 0.913 → 0.960 and "
-        "CIFAR-10 mAP@1000 0.619 → 0.651 (docs/BENCHMARKS.md, \"Re-ranking\"). On s3vectors it searches again "
+        "CIFAR-10 mAP@1000 0.619 → 0.6505 (docs/BENCHMARKS.md, \"Re-ranking\"). On s3vectors it searches again "
         "instead (two more requests). Words are expanded only when asked, alone never",
     ),
 ]

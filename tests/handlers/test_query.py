@@ -341,6 +341,9 @@ def test_search_options_validate_themselves_whoever_builds_them() -> None:
     assert SearchOptions.from_query(None, default_k=7, default_metric="cosine") == SearchOptions(
         k=7, metric="cosine"
     )
+    # expand not given: the backend's default (re-ranking on segments); expand=0 turns it off
+    assert SearchOptions.from_query(None, default_k=7, default_metric="cosine").expand is None
+    assert SearchOptions.from_query({"expand": "0"}, default_k=7, default_metric="cosine").expand == 0
 
 
 def test_too_large_image_is_413(indexed: LocalAws, monkeypatch) -> None:
