@@ -284,6 +284,15 @@ MAX_QUERY_BYTES = Int(
 REFRESH_SECONDS = Number(
     env="REFRESH_SECONDS", default=5.0, low=0.0, high=3600.0, doc="a warm function re-reads the manifest this often at most"
 )
+BLAS_THREADS = Int(
+    env="OPENBLAS_NUM_THREADS",
+    default=0,
+    low=0,
+    high=64,
+    doc="numpy's BLAS threads (0: all cores); the stack sets 1 on the query function, whose matrices are "
+    "small: more threads there only contend with the model's (docs/BENCHMARKS.md, \"OpenBLAS threads\")",
+    read_by="OpenBLAS, when numpy loads",
+)
 CORS_ORIGINS = Items(
     env="CORS_ORIGINS",
     pattern=r"\*|https?://[A-Za-z0-9.-]+(:\d+)?",
@@ -377,6 +386,7 @@ QUERY = FunctionSettings(
         REFRESH_SECONDS,
         CORS_ORIGINS,
         THUMBNAIL_URI,
+        BLAS_THREADS,
     ),
 )
 INGEST = FunctionSettings(

@@ -162,6 +162,9 @@ def compaction_trigger_environment(*, function_name: str, after_segments: int) -
     )
 
 
+QUERY_BLAS_THREADS = 1  # one query's matrices are small: BLAS threads only slow the model's (BENCHMARKS.md)
+
+
 def query_environment(
     *,
     index_uri: str,
@@ -185,6 +188,7 @@ def query_environment(
             settings.CORS_ORIGINS: tuple(cors_origins),
             **_backend_values(index_backend, vector_index_arn),
             **_thumbnail_values(thumbnail_uri),
+            settings.BLAS_THREADS: QUERY_BLAS_THREADS,
         }
     )
 

@@ -180,6 +180,21 @@ def test_memory_and_environment_follow_context(synth) -> None:
     )
 
 
+def test_the_query_function_runs_numpy_on_one_blas_thread(synth) -> None:
+    # its matrices are small; more OpenBLAS threads only contend with the model's (scripts/blas_threads_ab.py)
+    _, template = synth()
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Handler": "lambdas.query.handler.handler",
+            "Environment": {"Variables": Match.object_like({"OPENBLAS_NUM_THREADS": "1"})},
+        },
+    )
+    for function in _resources(template, "AWS::Lambda::Function").values():
+        if function["Properties"]["Handler"] != "lambdas.query.handler.handler" and "Environment" in function["Properties"]:
+            assert "OPENBLAS_NUM_THREADS" not in function["Properties"]["Environment"]["Variables"]  # fits use all cores
+
+
 def test_compaction_runs_alone_on_a_schedule(synth) -> None:
     _, template = synth(compactSchedule="rate(1 hour)")
     template.has_resource_properties(
