@@ -10,14 +10,13 @@ that encoder sweeps do not re-embed 60,000 images.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from benchlib import average_precision, read_zip, save_results, say
+from benchlib import average_precision, p50_p99, read_zip, save_results, say
 
 import imgsearch._onnx_first  # noqa: F401  (onnxruntime before usearch)
 from imgsearch.embed import Embedder
@@ -257,10 +256,8 @@ def cifar(datasets: Path, embedder: Embedder, work: Path, out: Path) -> None:
                 steps[(exact_flag, expand)].append((done - searched) * 1000)
         for (exact_flag, expand), taken in times.items():
             name = ("exact" if exact_flag else "hnsw") + ("_no_rerank" if expand == 0 else "")
-            for label, figures in (("latency_ms", taken), ("search_step_ms", steps[(exact_flag, expand)])):
-                figures = sorted(figures)
-                say(f"cifar.{label}.{metric}.{name}", {"p50": round(statistics.median(figures), 2),
-                                                       "p99": round(figures[int(len(figures) * 0.99) - 1], 2)})
+            say(f"cifar.latency_ms.{metric}.{name}", p50_p99(taken))
+            say(f"cifar.search_step_ms.{metric}.{name}", p50_p99(steps[(exact_flag, expand)]))
 
 
 def main() -> None:

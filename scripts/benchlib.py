@@ -1,4 +1,4 @@
-"""What the benchmark scripts share: the printed-and-kept figures, the data sets' zip layout, AP.
+"""What the benchmark scripts share: the printed-and-kept figures, the data sets' zip layout, AP, p50 / p99.
 
 Each script runs in its own process, so one module-level RESULTS per run holds what `say` printed.
 """
@@ -9,6 +9,7 @@ import argparse
 import csv
 import io
 import json
+import statistics
 import sys
 import zipfile
 from pathlib import Path
@@ -62,3 +63,9 @@ def average_precision(relevant: np.ndarray, total_relevant: int | None = None) -
         return 0.0
     precision = hits / np.arange(1, len(relevant) + 1)
     return float((precision * relevant).sum() / denominator)
+
+
+def p50_p99(values_ms: list[float]) -> dict[str, float]:
+    """{"p50", "p99"} of some timings in ms, rounded to 0.01 (p99: the value 1 % from the top)."""
+    ordered = sorted(values_ms)
+    return {"p50": round(statistics.median(ordered), 2), "p99": round(ordered[int(len(ordered) * 0.99) - 1], 2)}

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ DATABASE = 59_000  # bench.py's CIFAR-10 split: the first 59,000 cached rows are
 
 
 def child(args: argparse.Namespace) -> None:
-    from benchlib import read_zip
+    from benchlib import p50_p99, read_zip
 
     import imgsearch._onnx_first  # noqa: F401  (onnxruntime before usearch)
     from imgsearch.embed import Embedder
@@ -51,11 +50,7 @@ def child(args: argparse.Namespace) -> None:
             name = "reranked" if expand is None else "no_rerank"
             for part, ms in (("embed", embedded - started), ("step", done - embedded), ("total", done - started)):
                 figures.setdefault(f"{name}.{part}", []).append(ms * 1000)
-    out = {}
-    for name, values in figures.items():
-        values.sort()
-        out[name] = {"p50": round(statistics.median(values), 2), "p99": round(values[int(len(values) * 0.99) - 1], 2)}
-    print(json.dumps(out))
+    print(json.dumps({name: p50_p99(values) for name, values in figures.items()}))
 
 
 def build(args: argparse.Namespace) -> None:
